@@ -1,0 +1,195 @@
+"""Reading config files, applying `--set` overrides and turning validation errors into advice."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from neat.config.base import ComponentConfig, Section, config_class, default_type
+from neat.config.schema import ExperimentConfig
+from neat.errors import ConfigError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a .yaml/.yml, .json or .toml file into a raw dict."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            raw = json.loads(text)
+        elif suffix == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            raw = parse_yaml(text, str(path))
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value`; the value is parsed as YAML (scalars, lists, `{...}` subtrees)."""
+    key, sep, value_text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted KEY")
+    value = parse_yaml(value_text, f"--set {key}") if value_text.strip() else ""
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"--set {key}: {prefix} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    raw: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """Load, override and validate. Relative paths in the file resolve against its folder."""
+    if path is not None:
+        path = Path(path)
+        data = read_config_file(path)
+        base_dir = path.resolve().parent
+        source = str(path)
+    else:
+        data = dict(raw or {})
+        base_dir = Path.cwd()
+        source = "<config>"
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate_config(data, base_dir=base_dir, source=source)
+
+
+def validate_config(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "<config>"
+) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(
+            dict(data), context={"base_dir": base_dir or Path.cwd()}
+        )
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, data, source)) from None
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def format_validation_error(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:
+    errors = exc.errors(include_url=False)
+    lines = [f"invalid config {source} ({len(errors)} error{'s' if len(errors) > 1 else ''}):"]
+    for err in errors:
+        loc = [str(p) for p in err["loc"]]
+        dotted = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            advice = _suggest_key(loc, data)
+            lines.append(f"  {dotted}: unknown key ({advice})")
+        elif err["type"] == "missing":
+            lines.append(f"  {dotted}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = f" (got {err['input']!r})" if not isinstance(err["input"], dict | list) else ""
+            lines.append(f"  {dotted}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def _suggest_key(loc: Sequence[str], data: Mapping[str, Any]) -> str:
+    """Closest key in the same section, else the closest leaf anywhere (lr is under optimization)."""
+    known = _field_names_at(loc[:-1], data)
+    hint = difflib.get_close_matches(loc[-1], known, n=1)
+    if hint:
+        return f"did you mean '{'.'.join([*loc[:-1], hint[0]])}'?"
+    elsewhere = {
+        name: f"{section}.{name}"
+        for section in ExperimentConfig.model_fields
+        for name in _field_names_at([section], data)
+    }
+    hint = difflib.get_close_matches(loc[-1], list(elsewhere), n=1)
+    if hint:
+        return f"did you mean '{elsewhere[hint[0]]}'?"
+    return f"known keys here: {', '.join(known)}"
+
+
+def _field_names_at(loc: Sequence[str], data: Any) -> list[str]:
+    """Names valid at `loc`, following component sections through their `type`."""
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return []
+        data = data.get(part, {}) if isinstance(data, Mapping) else {}
+        model = _model_of_field(model, part, data)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_of_field(owner: type[BaseModel], name: str, data: Any) -> type[BaseModel] | None:
+    field = owner.model_fields[name]
+    for meta in _annotation_metadata(field.annotation, field.metadata):
+        if isinstance(meta, Section):
+            type_name = data.get("type") if isinstance(data, Mapping) else None
+            type_name = type_name or default_type(meta.name)
+            cls = config_class(meta.name, str(type_name))
+            return cls if cls is not None else ComponentConfig
+    for arg in _flatten(field.annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _annotation_metadata(annotation: Any, metadata: list[Any]) -> list[Any]:
+    found = list(metadata)
+    if typing.get_origin(annotation) is typing.Annotated:
+        found.extend(annotation.__metadata__)
+    return found
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        return [a for arg in typing.get_args(annotation) for a in _flatten(arg)]
+    return [annotation]

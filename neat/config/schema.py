@@ -1,0 +1,132 @@
+"""The experiment config: one validated, frozen tree for a whole run."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
+from neat.config.migrations import CURRENT_VERSION, migrate
+
+
+class GPTConfig(ComponentConfig):
+    """GPT-2 layout. The strategy fields name the block parts; later models add choices."""
+
+    type: Literal["gpt"] = "gpt"
+    n_layer: PositiveInt = 4
+    n_head: PositiveInt = 4
+    n_embd: PositiveInt = 128
+    block_size: PositiveInt = Field(64, description="context length in tokens")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    bias: bool = True
+    vocab_size: PositiveInt | None = Field(None, description="default: the tokenizer's")
+    pad_vocab_multiple: PositiveInt = Field(1, description="pad the vocab for faster matmuls")
+    attention: Literal["mha"] = "mha"
+    mlp: Literal["gelu"] = "gelu"
+    norm: Literal["layernorm"] = "layernorm"
+    position: Literal["learned"] = "learned"
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> GPTConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class CharTokenizerConfig(ComponentConfig):
+    """One token per character seen in the corpus (vocab saved with the run)."""
+
+    type: Literal["char"] = "char"
+
+
+class ByteTokenizerConfig(ComponentConfig):
+    """One token per UTF-8 byte plus an end-of-text token."""
+
+    type: Literal["byte"] = "byte"
+
+
+class TextDataConfig(ComponentConfig):
+    """Plain text from a file, a directory (recursively) or a glob pattern."""
+
+    type: Literal["text"] = "text"
+    path: PathStr | list[PathStr]
+    tokenizer: component("tokenizer") = Field(default_factory=CharTokenizerConfig)  # type: ignore[valid-type]
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    cache_dir: PathStr | None = Field(None, description="default: $NEAT_CACHE_DIR or ~/.cache/neat")
+
+
+class AdamWConfig(ComponentConfig):
+    """AdamW with a warmup + decay schedule, evaluated as a pure function of the step."""
+
+    type: Literal["adamw"] = "adamw"
+    lr: float = Field(6e-4, gt=0.0)
+    min_lr: float = Field(6e-5, ge=0.0)
+    warmup_steps: int = Field(100, ge=0)
+    decay_steps: PositiveInt | None = Field(None, description="default: training.max_steps")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.1, ge=0.0)
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.95, ge=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0)
+    grad_clip: float = Field(1.0, ge=0.0, description="max global grad norm; 0 disables")
+    fused: bool | None = Field(None, description="default: fused on CUDA")
+
+
+class TrainingConfig(StrictModel):
+    max_steps: PositiveInt = 1000
+    batch_size: PositiveInt = 12
+    grad_accum_steps: PositiveInt = 1
+    seed: int = 1337
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+
+
+class LossEvaluatorConfig(ComponentConfig):
+    """Validation loss, perplexity and bits per byte over a fixed set of batches."""
+
+    type: Literal["lm"] = "lm"
+    interval: PositiveInt = 250
+    batches: PositiveInt = Field(20, description="validation batches per evaluation")
+    batch_size: PositiveInt | None = Field(None, description="default: training.batch_size")
+
+
+class MonitoringConfig(StrictModel):
+    log_interval: PositiveInt = 10
+    monitors: list[str] = Field(default_factory=lambda: ["console", "structlog", "metrics"])
+    progress: Literal["auto", "rich", "plain"] = "auto"
+
+
+class CheckpointConfig(StrictModel):
+    interval: PositiveInt = 500
+    keep_last: PositiveInt = 2
+    save_final: bool = True
+
+
+class ExperimentConfig(StrictModel):
+    version: int = CURRENT_VERSION
+    name: str = "neat"
+    model: component("model") = Field(default_factory=GPTConfig)  # type: ignore[valid-type]
+    data: component("data")  # type: ignore[valid-type]
+    optimization: component("optimization") = Field(default_factory=AdamWConfig)  # type: ignore[valid-type]
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: component("evaluation") = Field(default_factory=LossEvaluatorConfig)  # type: ignore[valid-type]
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, raw: Any) -> Any:
+        return migrate(raw) if isinstance(raw, dict) else raw
+
+
+for _section, _cls in [
+    ("model", GPTConfig),
+    ("tokenizer", CharTokenizerConfig),
+    ("tokenizer", ByteTokenizerConfig),
+    ("data", TextDataConfig),
+    ("optimization", AdamWConfig),
+    ("evaluation", LossEvaluatorConfig),
+]:
+    register_config(_section, _cls)

@@ -1,0 +1,158 @@
+"""The roles of the pipeline. The trainer and the container only talk to these.
+
+Interfaces are `typing.Protocol`s: a user's class fits a role by having the methods, no
+inheritance needed (a plain `nn.Module` with the right `forward` is a model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from neat.interfaces.records import Batch, Document, SearchHit, TrainState
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+__all__ = [
+    "Batch",
+    "Document",
+    "ICheckpointer",
+    "IDataSource",
+    "IDocumentIndexer",
+    "IEmbedder",
+    "IEvaluator",
+    "IModel",
+    "IMonitor",
+    "IOptimizerFactory",
+    "ITokenizer",
+    "ITrainer",
+    "SearchHit",
+    "TrainState",
+]
+
+
+@runtime_checkable
+class IDataSource(Protocol):
+    """Yields documents; its fingerprint changes whenever the content does (cache key)."""
+
+    def documents(self) -> Iterator[Document]: ...
+
+    def fingerprint(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+@runtime_checkable
+class ITokenizer(Protocol):
+    """Text <-> token ids. `token_bytes` gives the UTF-8 length of each id, for bits per byte."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eot_id(self) -> int | None: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def token_bytes(self) -> list[int]: ...
+
+    def fingerprint(self) -> str: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class IModel(Protocol):
+    """A causal LM: `forward(input_ids, targets=None)` returns a mapping with `logits` and `loss`.
+
+    Any `torch.nn.Module` with that forward fits; `num_params` and `flops_per_token` are
+    optional extras (MFU is reported only when the model has them).
+    """
+
+    def __call__(
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> Mapping[str, Any]: ...
+
+    def num_params(self) -> int: ...
+
+    def flops_per_token(self, seq_len: int) -> float: ...
+
+
+@runtime_checkable
+class IOptimizerFactory(Protocol):
+    """Builds the optimizer for a model and says the learning rate at each step."""
+
+    def create(self, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer: ...
+
+    def lr_at(self, step: int) -> float: ...
+
+
+@runtime_checkable
+class ITrainer(Protocol):
+    """Runs training to the end (or to an interruption) and returns the final state."""
+
+    def fit(self) -> TrainState: ...
+
+
+@runtime_checkable
+class IEvaluator(Protocol):
+    """Scores a model on held-out data; the same batches every call, so numbers compare."""
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class ICheckpointer(Protocol):
+    """Saves and restores training atomically; never loads an incomplete checkpoint."""
+
+    def save(
+        self,
+        state: TrainState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        extra_files: Mapping[str, Path] | None = None,
+    ) -> Path: ...
+
+    def latest(self) -> Path | None: ...
+
+    def load(
+        self,
+        path: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> TrainState: ...
+
+
+@runtime_checkable
+class IMonitor(Protocol):
+    """Receives events from the bus; must never change training state."""
+
+    def on_event(self, event: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class IEmbedder(Protocol):
+    """Turns texts into unit-length vectors for dense search."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class IDocumentIndexer(Protocol):
+    """Keeps a searchable index of a document tree current."""
+
+    def build(self, paths: Sequence[Path]) -> Mapping[str, Any]: ...
+
+    def search(self, query: str, k: int = 10, mode: str = "bm25") -> list[SearchHit]: ...
+
+    def stats(self) -> Mapping[str, Any]: ...
