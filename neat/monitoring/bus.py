@@ -35,7 +35,9 @@ class EventBus:
                 handler(event)
             except Exception:
                 log.exception(
-                    "subscriber_failed_detached", subscriber=_name(handler), event=type(event).__name__
+                    "subscriber_failed_detached",
+                    subscriber=_name(handler),
+                    event_type=type(event).__name__,
                 )
                 self._remove(entry)
 

@@ -1,0 +1,257 @@
+"""The `neat` command line: parse, load, call the library, and turn user errors into exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from neat import __version__
+from neat.errors import NeatError, TrainingDiverged, TrainingInterrupted
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+
+
+def user_errors(func: F) -> F:
+    """One clear message and a non-zero exit for every error the user can cause."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NeatError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except TrainingInterrupted as exc:
+            click.echo(f"Interrupted: {exc}", err=True)
+            sys.exit(128 + exc.signum)
+        except TrainingDiverged as exc:
+            click.echo(f"Error: training diverged: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def config_options(func: F) -> F:
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value by dotted key, e.g. --set training.max_steps=100. "
+        "Values are YAML: numbers, booleans, lists, or a {...} subtree. Repeatable.",
+    )(func)
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Experiment config file (.yaml, .json or .toml).",
+    )(func)
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neat")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Minimum level of log lines on the console.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """neat trains language models from one config file.
+
+    \b
+    Start here:
+      neat init my-exp                 write a commented example config
+      neat train -c my-exp/neat.yaml   train; outputs go to runs/<name>-<time>/
+      neat eval -c CONFIG --checkpoint runs/<run>
+      neat generate --checkpoint runs/<run> --prompt "ROMEO:"
+    """
+    from neat.monitoring.logs import configure_logging
+
+    console = _console()
+    ctx.obj = {"console": console}
+    configure_logging(console=console, level=log_level.upper())
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where outputs go (default: runs/<name>-<timestamp>/ under the current folder).",
+)
+@click.option(
+    "--resume",
+    metavar="auto|PATH",
+    help="Continue from a checkpoint: 'auto' picks the newest complete one of this run "
+    "(or of the newest runs/<name>-* when --run-dir is not given); PATH is a run or "
+    "checkpoint directory.",
+)
+@click.pass_context
+@user_errors
+def train(
+    ctx: click.Context,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    resume: str | None,
+) -> None:
+    """Train a model. Ctrl-C saves a checkpoint and stops; --resume auto continues."""
+    from neat.config import load_config
+    from neat.di import build_container
+    from neat.training.resume import resolve_run
+
+    config = load_config(config_path, overrides)
+    run_dir, resume_from = resolve_run(config, run_dir, resume)
+    container = build_container(
+        config, run_dir=run_dir, resume_from=resume_from, console=ctx.obj["console"]
+    )
+    trainer = container.trainer()
+    trainer.restore()
+    state = trainer.fit()
+    best = f"{state.best_val_loss:.4f}" if state.best_val_loss is not None else "n/a"
+    click.echo(f"done: {state.step} steps, best val loss {best}, run dir {run_dir}")
+
+
+@cli.command(name="eval")
+@config_options
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A run directory (its latest complete checkpoint) or a checkpoint directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.pass_context
+@user_errors
+def evaluate(
+    ctx: click.Context,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    checkpoint: Path,
+    as_json: bool,
+) -> None:
+    """Validation loss, perplexity and bits per byte of a checkpoint."""
+    from neat.config import load_config
+    from neat.di.inference import evaluate_checkpoint
+
+    config = load_config(config_path, overrides)
+    metrics = evaluate_checkpoint(config, checkpoint, console=ctx.obj["console"])
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@cli.command()
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A run directory (its latest complete checkpoint) or a checkpoint directory.",
+)
+@click.option("--prompt", default="\n", show_default=True, help="Text to continue.")
+@click.option("--max-new-tokens", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--temperature",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="0 means greedy decoding.",
+)
+@click.option("--top-k", default=None, type=click.IntRange(min=1), help="Keep the k likeliest.")
+@click.option(
+    "--top-p", default=None, type=click.FloatRange(0.0, 1.0), help="Nucleus sampling mass."
+)
+@click.option("--seed", default=1337, show_default=True, type=int, help="Same seed, same text.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@user_errors
+def generate(
+    checkpoint: Path,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int,
+    device: str,
+) -> None:
+    """Sample a continuation of PROMPT from a trained model."""
+    from neat.di.inference import generate_text
+
+    text = generate_text(
+        checkpoint,
+        prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        device=device,
+    )
+    click.echo(text)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect and check config files."""
+
+
+@config.command("show")
+@config_options
+@user_errors
+def config_show(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print the fully resolved config (defaults + file + --set) as YAML."""
+    from neat.config import dump_config, load_config
+
+    click.echo(dump_config(load_config(config_path, overrides)), nl=False)
+
+
+@config.command("validate")
+@config_options
+@user_errors
+def config_validate(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Check a config file; exit 0 when valid, 2 with the problems otherwise."""
+    from neat.config import load_config
+
+    loaded = load_config(config_path, overrides)
+    click.echo(f"{config_path}: valid (model {loaded.model.type}, data {loaded.data.type})")
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing neat.yaml.")
+@user_errors
+def init(directory: Path, force: bool) -> None:
+    """Write a commented example config, DIRECTORY/neat.yaml."""
+    from neat.config.example import write_example_config
+
+    path = write_example_config(directory, force=force)
+    click.echo(f"wrote {path}; point data.path at your corpus, then: neat train -c {path}")
+
+
+def main() -> None:
+    cli(prog_name="neat")
+
+
+if __name__ == "__main__":
+    main()

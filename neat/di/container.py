@@ -1,0 +1,99 @@
+"""The wiring diagram: which component feeds which. The one place that names concrete classes
+is `builders.py`; this file only says how they connect.
+
+Override any provider to swap a part, e.g. a model of your own:
+
+    container = build_container(config)
+    with container.model.override(providers.Object(MyModel())):
+        container.trainer().fit()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dependency_injector import containers, providers
+from rich.console import Console
+
+from neat.config.schema import ExperimentConfig
+from neat.di import builders
+from neat.monitoring import EventBus
+from neat.optimization.precision import resolve_precision
+from neat.training.run_dir import new_run_dir
+from neat.training.trainer import Schedule, Trainer
+
+
+class ServiceContainer(containers.DeclarativeContainer):
+    config = providers.Dependency(instance_of=ExperimentConfig)
+    run_dir = providers.Dependency(instance_of=Path)
+    resume_from = providers.Object(None)
+    console = providers.Singleton(Console, stderr=True)
+
+    device = providers.Singleton(builders.make_device, config)
+    precision = providers.Singleton(resolve_precision, config.provided.training.precision, device)
+
+    data_source = providers.Singleton(builders.build, "data", config.provided.data)
+    tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source)
+    token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer)
+    train_batches = providers.Singleton(builders.make_train_batches, config, token_data, device)
+
+    model = providers.Singleton(builders.make_model, config, tokenizer)
+    optimizer_factory = providers.Singleton(
+        builders.build, "optimization", config.provided.optimization, config.provided.training
+    )
+    evaluator = providers.Singleton(builders.make_evaluator, config, token_data, device, precision)
+    checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir)
+
+    event_bus = providers.Singleton(EventBus)
+    monitors = providers.Factory(builders.make_monitors, config, run_dir, console)
+
+    schedule = providers.Singleton(
+        Schedule,
+        max_steps=config.provided.training.max_steps,
+        grad_accum_steps=config.provided.training.grad_accum_steps,
+        log_interval=config.provided.monitoring.log_interval,
+        eval_interval=config.provided.evaluation.interval,
+        checkpoint_interval=config.provided.checkpoint.interval,
+        save_final=config.provided.checkpoint.save_final,
+    )
+    trainer = providers.Singleton(
+        Trainer,
+        model=model,
+        optimizer_factory=optimizer_factory,
+        train_batches=train_batches,
+        evaluator=evaluator,
+        checkpointer=checkpointer,
+        bus=event_bus,
+        schedule=schedule,
+        device=device,
+        precision=precision,
+        seed=config.provided.training.seed,
+        tokens_per_step=providers.Callable(builders.tokens_per_step, config),
+        seq_len=providers.Callable(builders.block_size_of, config),
+        run_dir=run_dir,
+        prepare_run_dir=providers.Callable(builders.run_dir_writer, config, tokenizer),
+        make_monitors=monitors.provider,
+        resume_from=resume_from,
+        compile_model=config.provided.training.compile,
+        grad_clip=providers.Callable(builders.grad_clip_of, config),
+        config_dict=providers.Callable(builders.config_dict, config),
+    )
+
+
+def build_container(
+    config: ExperimentConfig,
+    *,
+    run_dir: Path | None = None,
+    resume_from: Path | None = None,
+    console: Console | None = None,
+) -> ServiceContainer:
+    """The composition root for library users and the CLI alike."""
+    container = ServiceContainer(
+        config=config, run_dir=Path(run_dir) if run_dir else new_run_dir(config.name)
+    )
+    if resume_from is not None:
+        container.resume_from.override(providers.Object(Path(resume_from)))
+    if console is not None:
+        container.console.override(providers.Object(console))
+    container.check_dependencies()
+    return container

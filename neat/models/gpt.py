@@ -1,0 +1,83 @@
+"""A GPT-2 style decoder assembled from the strategy tables in `blocks`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from neat.config.schema import GPTConfig
+from neat.models.blocks import ATTENTION, MLPS, NORMS, POSITIONS, Block, gpt2_init
+
+IGNORE_INDEX = -100
+
+
+class GPT(nn.Module):
+    """Token embedding -> positions -> N pre-norm blocks -> final norm -> tied LM head."""
+
+    def __init__(self, cfg: GPTConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        padded = -(-vocab_size // cfg.pad_vocab_multiple) * cfg.pad_vocab_multiple
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(padded, cfg.n_embd),
+                "pos": POSITIONS[cfg.position](cfg.block_size, cfg.n_embd),
+                "drop": nn.Dropout(cfg.dropout),
+                "h": nn.ModuleList(
+                    Block(
+                        ATTENTION[cfg.attention](cfg.n_embd, cfg.n_head, cfg.dropout, cfg.bias),
+                        MLPS[cfg.mlp](cfg.n_embd, cfg.dropout, cfg.bias),
+                        NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+                        NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+                    )
+                    for _ in range(cfg.n_layer)
+                ),
+                "ln_f": NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+            }
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, padded, bias=False)
+        gpt2_init(self, cfg.n_layer)
+        self.lm_head.weight = self.transformer["wte"].weight  # tied (Press & Wolf, 2017)
+
+    @property
+    def block_size(self) -> int:
+        return self.cfg.block_size
+
+    def forward(
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | None]:
+        t = input_ids.shape[1]
+        if t > self.cfg.block_size:
+            raise ValueError(f"sequence length {t} exceeds model.block_size {self.cfg.block_size}")
+        x = self.transformer["drop"](self.transformer["pos"](self.transformer["wte"](input_ids)))
+        for block in self.transformer["h"]:
+            x = block(x)
+        logits = self.lm_head(self.transformer["ln_f"](x))
+        if logits.shape[-1] != self.vocab_size:
+            logits = logits[..., : self.vocab_size]
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.float().view(-1, self.vocab_size),
+                targets.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        return {"logits": logits, "loss": loss}
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without position embeddings (nanoGPT's convention, the
+        tied token embedding counts because it is the output layer's weight)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= sum(
+                p.numel() for name, p in self.named_parameters() if name.startswith("transformer.pos")
+            )
+        return n
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: 6N + 12·L·H·Q·T (PaLM, appendix B)."""
+        cfg = self.cfg
+        head_dim = cfg.n_embd // cfg.n_head
+        return 6.0 * self.num_params() + 12.0 * cfg.n_layer * cfg.n_head * head_dim * seq_len

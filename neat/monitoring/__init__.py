@@ -1,0 +1,47 @@
+"""Everything that watches a run: the event bus, its events, and the subscribers to it.
+
+The trainer only publishes events; what happens with them (progress bars, log lines,
+`metrics.jsonl`) is chosen by `monitoring.monitors` and built by `build_monitors`.
+"""
+
+from neat.monitoring.bus import EventBus
+from neat.monitoring.console import ConsoleMonitor
+from neat.monitoring.events import (
+    CheckpointSaved,
+    EvalCompleted,
+    RunFinished,
+    RunStarted,
+    StepCompleted,
+    TrainMetrics,
+)
+from neat.monitoring.logs import add_json_log_file, configure_logging
+from neat.monitoring.metrics_file import MetricsFileMonitor, read_metrics
+from neat.monitoring.registry import (
+    MONITORS,
+    MonitorContext,
+    MonitorFactory,
+    build_monitors,
+    register_monitor,
+)
+from neat.monitoring.structlog_monitor import StructlogMonitor
+
+__all__ = [
+    "MONITORS",
+    "CheckpointSaved",
+    "ConsoleMonitor",
+    "EvalCompleted",
+    "EventBus",
+    "MetricsFileMonitor",
+    "MonitorContext",
+    "MonitorFactory",
+    "RunFinished",
+    "RunStarted",
+    "StepCompleted",
+    "StructlogMonitor",
+    "TrainMetrics",
+    "add_json_log_file",
+    "build_monitors",
+    "configure_logging",
+    "read_metrics",
+    "register_monitor",
+]

@@ -1,0 +1,72 @@
+"""Training events as structured log entries, so they land in the run's `log.jsonl` too."""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+
+from neat.monitoring.events import (
+    CheckpointSaved,
+    EvalCompleted,
+    RunFinished,
+    RunStarted,
+    TrainMetrics,
+)
+
+__all__ = ["StructlogMonitor"]
+
+# Failures and interruptions should stand out among the info lines.
+_FINISH_LEVELS = {"interrupted": logging.WARNING, "failed": logging.ERROR}
+
+
+class StructlogMonitor:
+    """Logs every event except StepCompleted (too frequent) through the `neat.train` logger.
+
+    Entry names match the `event` values of `metrics.jsonl`: run_start, train, eval,
+    checkpoint, run_end. The resolved config is left out: the run saves it as config.yaml.
+    """
+
+    def __init__(self) -> None:
+        self.log = structlog.get_logger("neat.train")
+
+    def on_event(self, event: object) -> None:
+        match event:
+            case TrainMetrics():
+                self.log.info(
+                    "train",
+                    step=event.step,
+                    loss=event.loss,
+                    lr=event.lr,
+                    tokens_per_s=event.tokens_per_s,
+                    grad_norm=event.grad_norm,
+                    mfu=event.mfu,
+                    elapsed_s=event.elapsed_s,
+                )
+            case EvalCompleted():
+                metrics = {k: v for k, v in event.metrics.items() if k not in ("event", "step")}
+                self.log.info("eval", step=event.step, **metrics)
+            case CheckpointSaved():
+                self.log.info("checkpoint", step=event.step, path=str(event.path))
+            case RunStarted():
+                self.log.info(
+                    "run_start",
+                    run_dir=str(event.run_dir),
+                    step=event.start_step,
+                    max_steps=event.max_steps,
+                    num_params=event.num_params,
+                    device=event.device,
+                    tokens_per_step=event.tokens_per_step,
+                )
+            case RunFinished():
+                self.log.log(
+                    _FINISH_LEVELS.get(event.status, logging.INFO),
+                    "run_end",
+                    step=event.step,
+                    status=event.status,
+                    elapsed_s=event.elapsed_s,
+                    best_val_loss=event.best_val_loss,
+                )
+
+    def close(self) -> None:
+        """Nothing to release: the log handlers belong to `configure_logging`."""

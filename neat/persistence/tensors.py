@@ -1,0 +1,222 @@
+"""Model and optimizer state to and from safetensors files, never through pickle.
+
+safetensors stores a flat name -> tensor table and refuses two names over one storage, so
+tied weights are stored once and the other names recorded as aliases; the optimizer's
+nested state becomes a flat tensor table plus a JSON skeleton that points into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from neat.errors import CheckpointError
+from neat.persistence.files import write_json
+
+_COMPILE_WRAPPER = "_orig_mod"  # the attribute torch.compile's OptimizedModule wraps the model in
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_REWRITE_HINT = "delete this checkpoint directory or resume from an earlier one"
+
+Shape = tuple[int, ...]
+
+
+def plain_key(key: str) -> str:
+    """A state_dict key without torch.compile's `_orig_mod.` parts, so compiled and eager
+    models read each other's checkpoints."""
+    return ".".join(part for part in key.split(".") if part != _COMPILE_WRAPPER)
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`model.state_dict()` under plain keys."""
+    return {plain_key(k): v for k, v in model.state_dict().items()}
+
+
+class _TensorTable:
+    """Collects tensors for one safetensors file, storing each distinct tensor once."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self._views: dict[tuple[object, ...], str] = {}
+        self._storages: set[tuple[torch.device, int]] = set()
+
+    def add(self, name: str, tensor: torch.Tensor) -> str:
+        """Store `tensor` under `name`; returns the name it is actually stored under (an
+        earlier name when it is the very same view, i.e. a tied weight)."""
+        tensor = tensor.detach()
+        shared = False
+        if tensor.numel() > 0:  # empty tensors may all report data_ptr 0
+            storage = (tensor.device, tensor.untyped_storage().data_ptr())
+            offset, shape = tensor.storage_offset(), tuple(tensor.shape)
+            view = (*storage, offset, shape, tensor.stride(), tensor.dtype)
+            if view in self._views:
+                return self._views[view]
+            self._views[view] = name
+            shared = storage in self._storages
+            self._storages.add(storage)
+        cpu = tensor.to("cpu").contiguous()
+        # Two different views of one storage (e.g. halves of a fused weight) must not both
+        # reach safetensors as views: copy the later ones.
+        self.tensors[name] = cpu.clone() if shared else cpu
+        return name
+
+    def save(self, path: Path) -> None:
+        save_file(self.tensors, str(path), metadata={"format": "pt"})
+
+
+def save_model(model: torch.nn.Module, path: Path) -> dict[str, str]:
+    """Write the model's tensors; returns {alias: stored name} for tied weights."""
+    table = _TensorTable()
+    aliases: dict[str, str] = {}
+    for name, tensor in model_state(model).items():
+        stored = table.add(name, tensor)
+        if stored != name:
+            aliases[name] = stored
+    table.save(path)
+    return aliases
+
+
+def check_model_fits(
+    saved_shapes: Mapping[str, Shape], model: torch.nn.Module, reason: str
+) -> None:
+    """Compare names and shapes before any copy, so a mismatch leaves the model untouched
+    and the message says which tensor differs (torch's own error lists them all, unordered)."""
+    current = model_state(model)
+    for name, tensor in current.items():
+        expected = tuple(tensor.shape)
+        if name in saved_shapes and saved_shapes[name] != expected:
+            raise CheckpointError(
+                f"tensor {name!r} has shape {saved_shapes[name]} in the checkpoint but "
+                f"{expected} in the model: {reason}"
+            )
+    missing = [name for name in current if name not in saved_shapes]
+    if missing:
+        raise CheckpointError(
+            f"the checkpoint lacks {len(missing)} tensor(s) the model has "
+            f"({_names(missing)}): {reason}"
+        )
+    unexpected = [name for name in saved_shapes if name not in current]
+    if unexpected:
+        raise CheckpointError(
+            f"the checkpoint has {len(unexpected)} tensor(s) the model lacks "
+            f"({_names(unexpected)}): {reason}"
+        )
+
+
+def read_shapes(path: Path, aliases: Mapping[str, str]) -> dict[str, Shape]:
+    """Tensor shapes from the file header alone (no data read), aliases included."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes: dict[str, Shape] = {
+                name: tuple(f.get_slice(name).get_shape()) for name in f.keys()
+            }
+    except Exception as exc:  # SafetensorError derives from Exception only
+        raise _unreadable(path, exc) from exc
+    for alias, stored in aliases.items():
+        if stored not in shapes:
+            raise CheckpointError(
+                f"checkpoint file {path.name} has no tensor {stored!r}, which state.json "
+                f"names as the storage of {alias!r}; {_REWRITE_HINT}"
+            )
+        shapes[alias] = shapes[stored]
+    return shapes
+
+
+def load_model(
+    model: torch.nn.Module, path: Path, aliases: Mapping[str, str], mismatch_reason: str
+) -> None:
+    """Check names and shapes, then copy the stored tensors into the model's existing
+    parameters (so ties stay tied and the parameters keep their device)."""
+    check_model_fits(read_shapes(path, aliases), model, mismatch_reason)
+    loaded = _load_tensors(path)
+    actual = {plain_key(k): k for k in model.state_dict()}
+    state = {actual[name]: loaded[aliases.get(name, name)] for name in actual}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"cannot load {path.name} into the model: {exc}") from exc
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, tensors_path: Path, json_path: Path) -> None:
+    """Tensors to `state.<param_id>.<name>` in safetensors, everything else to JSON."""
+    table = _TensorTable()
+    skeleton: dict[str, Any] = {}
+    for key, value in optimizer.state_dict().items():
+        if key == "state":
+            skeleton[key] = {str(pid): _encode(v, f"state.{pid}", table) for pid, v in value.items()}
+        else:
+            skeleton[key] = _encode(value, key, table)
+    table.save(tensors_path)
+    write_json(json_path, skeleton)
+
+
+def load_optimizer(
+    optimizer: torch.optim.Optimizer, skeleton: Mapping[str, Any], tensors_path: Path
+) -> None:
+    """Rebuild the state dict and let torch move each tensor to its parameter's device."""
+    tensors = _load_tensors(tensors_path)
+    try:
+        state_dict = {key: _decode(value, tensors) for key, value in skeleton.items()}
+        state_dict["state"] = {int(pid): v for pid, v in state_dict.get("state", {}).items()}
+        optimizer.load_state_dict(state_dict)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"the optimizer state in {tensors_path.parent} does not fit this optimizer ({exc}): "
+            "the checkpoint was saved with a different optimizer or model config"
+        ) from exc
+
+
+def _encode(value: Any, name: str, table: _TensorTable) -> Any:
+    if isinstance(value, torch.Tensor):
+        return {_TENSOR: table.add(name, value)}
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CheckpointError(f"optimizer state {name!r} has a non-string key {key!r}")
+        return {key: _encode(v, f"{name}.{key}", table) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v, f"{name}.{i}", table) for i, v in enumerate(value)]
+    if isinstance(value, tuple):  # e.g. AdamW's betas: keep the type torch gave us
+        return {_TUPLE: [_encode(v, f"{name}.{i}", table) for i, v in enumerate(value)]}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise CheckpointError(
+        f"optimizer state {name!r} holds a {type(value).__name__}, which cannot be saved "
+        "without pickle; keep optimizer state to tensors, numbers, strings and containers"
+    )
+
+
+def _decode(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_TENSOR}:
+            return tensors[value[_TENSOR]]
+        if set(value) == {_TUPLE}:
+            return tuple(_decode(v, tensors) for v in value[_TUPLE])
+        return {key: _decode(v, tensors) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    return value
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # SafetensorError derives from Exception only
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint file {path.name} in {path.parent} cannot be read ({exc}); it is corrupted "
+        f"or truncated: {_REWRITE_HINT}"
+    )
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

@@ -1,0 +1,319 @@
+"""The training loop. It talks only to interfaces and publishes events; it never prints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from neat.errors import TrainingDiverged, TrainingInterrupted
+from neat.interfaces import ICheckpointer, IEvaluator, IMonitor, IOptimizerFactory, TrainState
+from neat.monitoring.bus import EventBus
+from neat.monitoring.events import (
+    CheckpointSaved,
+    EvalCompleted,
+    RunFinished,
+    RunStarted,
+    StepCompleted,
+    TrainMetrics,
+)
+from neat.optimization.precision import autocast, grad_scaler
+from neat.persistence.rng import capture_rng_state, restore_rng_state
+from neat.training.device import peak_flops
+from neat.training.seeding import seed_everything
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long to train and how often to log, evaluate and checkpoint (in optimizer steps)."""
+
+    max_steps: int
+    grad_accum_steps: int = 1
+    log_interval: int = 10
+    eval_interval: int = 250
+    checkpoint_interval: int = 500
+    save_final: bool = True
+
+
+class BatchSource(Protocol):
+    """What the loop needs from a sampler; `neat.data.BatchSampler` is the implementation."""
+
+    def next_batch(self) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Trainer:
+    """Implements ITrainer: restore or seed, then step, log, evaluate and checkpoint to the end."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer_factory: IOptimizerFactory,
+        train_batches: BatchSource,
+        evaluator: IEvaluator,
+        checkpointer: ICheckpointer,
+        bus: EventBus,
+        schedule: Schedule,
+        device: torch.device,
+        precision: str,
+        seed: int,
+        tokens_per_step: int,
+        seq_len: int,
+        run_dir: Path,
+        prepare_run_dir: Callable[[Path], dict[str, Path]],
+        make_monitors: Callable[[], Sequence[IMonitor]] = tuple,
+        resume_from: Path | None = None,
+        compile_model: bool = False,
+        grad_clip: float = 1.0,
+        config_dict: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer_factory = optimizer_factory
+        self.train_batches = train_batches
+        self.evaluator = evaluator
+        self.checkpointer = checkpointer
+        self.bus = bus
+        self.schedule = schedule
+        self.device = device
+        self.precision = precision
+        self.seed = seed
+        self.tokens_per_step = tokens_per_step
+        self.seq_len = seq_len
+        self.run_dir = run_dir
+        self.prepare_run_dir = prepare_run_dir
+        self.make_monitors = make_monitors
+        self.resume_from = resume_from
+        self.compile_model = compile_model
+        self.grad_clip = grad_clip
+        self.config_dict = config_dict or {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.state: TrainState | None = None
+        self._stop_signal: int | None = None
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def restore(self) -> TrainState:
+        """Move the model, build the optimizer, and load the resume checkpoint or seed afresh.
+
+        Separate from `fit` so a caller can surface checkpoint errors before writing anything.
+        """
+        if self.state is not None:
+            return self.state
+        self.model.to(self.device)
+        self.optimizer = self.optimizer_factory.create(self.model, self.device)
+        if self.resume_from is not None:
+            state = self.checkpointer.load(self.resume_from, self.model, self.optimizer)
+            self.train_batches.load_state_dict(state.data_state)
+            restore_rng_state(state.rng_state)
+        else:
+            state = TrainState()
+            seed_everything(self.seed)
+        self.state = state
+        return state
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def fit(self) -> TrainState:
+        state = self.restore()
+        optimizer = self.optimizer
+        assert optimizer is not None
+        extra_files = self.prepare_run_dir(self.run_dir)
+        monitors = list(self.make_monitors())
+        unsubscribe = [self.bus.subscribe(m.on_event) for m in monitors]
+        step_model: nn.Module = self.model
+        if self.compile_model:
+            step_model = torch.compile(self.model)  # type: ignore[assignment]
+        scaler = grad_scaler(self.precision, self.device)
+        sched = self.schedule
+        started = time.perf_counter()
+        status = "failed"
+        self.bus.publish(
+            RunStarted(
+                run_dir=self.run_dir,
+                config=self.config_dict,
+                start_step=state.step,
+                max_steps=sched.max_steps,
+                num_params=_num_params(self.model),
+                device=str(self.device),
+                tokens_per_step=self.tokens_per_step,
+            )
+        )
+        window = _ThroughputWindow(state.step, started)
+        last_saved = -1
+        try:
+            with self._signals_stop_training():
+                self.model.train()
+                while state.step < sched.max_steps and self._stop_signal is None:
+                    loss, grad_norm = self._train_step(step_model, optimizer, scaler, state.step)
+                    state.step += 1
+                    state.tokens_seen += self.tokens_per_step
+                    self.bus.publish(StepCompleted(state.step, state.tokens_seen))
+                    is_last = state.step == sched.max_steps
+                    if state.step % sched.log_interval == 0 or is_last:
+                        self._log(state, loss, grad_norm, window, started)
+                    if state.step % sched.eval_interval == 0 or is_last:
+                        with window.paused():
+                            self._evaluate(state)
+                    if state.step % sched.checkpoint_interval == 0 or (is_last and sched.save_final):
+                        with window.paused():
+                            self._save(state, extra_files)
+                        last_saved = state.step
+            if self._stop_signal is not None:
+                path = None
+                if last_saved != state.step:
+                    path = self._save(state, extra_files)
+                status = "interrupted"
+                raise TrainingInterrupted(self._stop_signal, str(path) if path else None)
+            status = "completed"
+            return state
+        finally:
+            self.bus.publish(
+                RunFinished(state.step, status, time.perf_counter() - started, state.best_val_loss)
+            )
+            for undo in unsubscribe:
+                undo()
+            for monitor in monitors:
+                monitor.close()
+
+    def _train_step(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        step: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        lr = self.optimizer_factory.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        accum = self.schedule.grad_accum_steps
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(accum):
+            batch = self.train_batches.next_batch()
+            with autocast(self.precision, self.device):
+                loss = model(batch.input_ids, batch.targets)["loss"] / accum
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            loss_sum += loss.detach()
+        grad_norm = None
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if self.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss_sum, grad_norm
+
+    # -- at intervals (the only host syncs) ------------------------------------------------------
+
+    def _log(
+        self,
+        state: TrainState,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor | None,
+        window: _ThroughputWindow,
+        started: float,
+    ) -> None:
+        loss_value = float(loss)
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"loss is {loss_value} at step {state.step}; lower optimization.lr or "
+                "check the data. The last checkpoint before it is intact."
+            )
+        tokens_per_s = window.tokens_per_s(state.step, self.tokens_per_step)
+        peak = peak_flops(self.device)
+        flops = getattr(self.model, "flops_per_token", None)
+        mfu = flops(self.seq_len) * tokens_per_s / peak if peak and callable(flops) else None
+        state.metrics["loss"] = loss_value
+        self.bus.publish(
+            TrainMetrics(
+                step=state.step,
+                loss=loss_value,
+                lr=self.optimizer_factory.lr_at(state.step - 1),
+                tokens_per_s=tokens_per_s,
+                grad_norm=float(grad_norm) if grad_norm is not None else None,
+                mfu=mfu,
+                elapsed_s=time.perf_counter() - started,
+            )
+        )
+
+    def _evaluate(self, state: TrainState) -> None:
+        metrics = self.evaluator.evaluate(self.model)
+        state.metrics.update(metrics)
+        val_loss = metrics.get("val_loss")
+        if val_loss is not None and (state.best_val_loss is None or val_loss < state.best_val_loss):
+            state.best_val_loss = val_loss
+        self.bus.publish(EvalCompleted(state.step, metrics))
+
+    def _save(self, state: TrainState, extra_files: dict[str, Path]) -> Path:
+        state.data_state = self.train_batches.state_dict()
+        state.rng_state = capture_rng_state()
+        path = self.checkpointer.save(state, self.model, self.optimizer, extra_files)
+        self.bus.publish(CheckpointSaved(state.step, path))
+        return path
+
+    @contextlib.contextmanager
+    def _signals_stop_training(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM ask the loop to stop after the current step; a second one kills."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+class _ThroughputWindow:
+    """Tokens/s between log points, excluding time spent in evaluation and checkpointing."""
+
+    def __init__(self, step: int, now: float) -> None:
+        self.step = step
+        self.start = now
+        self.paused_s = 0.0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - t0
+
+    def tokens_per_s(self, step: int, tokens_per_step: int) -> float:
+        now = time.perf_counter()
+        elapsed = max(now - self.start - self.paused_s, 1e-9)
+        rate = (step - self.step) * tokens_per_step / elapsed
+        self.step, self.start, self.paused_s = step, now, 0.0
+        return rate
+
+
+def _num_params(model: nn.Module) -> int:
+    count = getattr(model, "num_params", None)
+    if callable(count):
+        return int(count())
+    return sum(p.numel() for p in model.parameters())
