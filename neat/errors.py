@@ -17,7 +17,7 @@ class CheckpointError(NeatError):
     """A checkpoint is missing, incomplete, corrupted, or belongs to another model."""
 
 
-class TrainingInterrupted(Exception):  # noqa: N818 - it is a control-flow signal, not a user error
+class TrainingInterrupted(Exception):
     """Raised after Ctrl-C / SIGTERM once the current step finished and a checkpoint was saved."""
 
     def __init__(self, signum: int, checkpoint: str | None) -> None:
@@ -26,5 +26,5 @@ class TrainingInterrupted(Exception):  # noqa: N818 - it is a control-flow signa
         self.checkpoint = checkpoint
 
 
-class TrainingDiverged(Exception):  # noqa: N818
+class TrainingDiverged(Exception):
     """The loss became NaN or infinite; training stops before the bad update is saved."""

@@ -27,7 +27,9 @@ _CONFIG_TYPES: dict[str, dict[str, type[ComponentConfig]]] = {}
 _DEFAULT_TYPES: dict[str, str] = {}
 
 
-def register_config(section: str, config_cls: type[ComponentConfig], *, default: bool = False) -> None:
+def register_config(
+    section: str, config_cls: type[ComponentConfig], *, default: bool = False
+) -> None:
     """Make `section.type: <name>` validate with `config_cls` (name = its `type` default)."""
     type_name = config_cls.model_fields["type"].default
     if not isinstance(type_name, str):
@@ -57,7 +59,7 @@ class Section:
 
 
 def _dispatch(section: str) -> Any:
-    def validate(value: Any) -> Any:
+    def validate(value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, ComponentConfig):
             return value
         if not isinstance(value, dict):
@@ -66,9 +68,10 @@ def _dispatch(section: str) -> Any:
         cls = config_class(section, str(type_name))
         if cls is None:
             raise ValueError(
-                f"unknown {section} type {type_name!r}; known types: {', '.join(known_types(section))}"
+                f"unknown {section} type {type_name!r}; "
+                f"known types: {', '.join(known_types(section))}"
             )
-        return cls.model_validate(value)
+        return cls.model_validate(value, context=info.context)
 
     return validate
 

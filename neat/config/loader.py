@@ -26,7 +26,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -40,7 +40,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
 
@@ -140,7 +140,7 @@ def format_validation_error(exc: ValidationError, data: Mapping[str, Any], sourc
 
 
 def _suggest_key(loc: Sequence[str], data: Mapping[str, Any]) -> str:
-    """Closest key in the same section, else the closest leaf anywhere (lr is under optimization)."""
+    """Closest key in the same section, else the closest leaf anywhere (lr is in optimization)."""
     known = _field_names_at(loc[:-1], data)
     hint = difflib.get_close_matches(loc[-1], known, n=1)
     if hint:

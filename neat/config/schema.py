@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, PositiveInt, model_validator
 
 from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
 from neat.config.migrations import CURRENT_VERSION, migrate
+
+if TYPE_CHECKING:  # mypy sees the base class; at run time the registry dispatches on `type`
+    ModelSection: TypeAlias = ComponentConfig
+    DataSection: TypeAlias = ComponentConfig
+    TokenizerSection: TypeAlias = ComponentConfig
+    OptimizationSection: TypeAlias = ComponentConfig
+    EvaluationSection: TypeAlias = ComponentConfig
+else:
+    ModelSection = component("model")
+    DataSection = component("data")
+    TokenizerSection = component("tokenizer")
+    OptimizationSection = component("optimization")
+    EvaluationSection = component("evaluation")
 
 
 class GPTConfig(ComponentConfig):
@@ -17,11 +30,13 @@ class GPTConfig(ComponentConfig):
     n_layer: PositiveInt = 4
     n_head: PositiveInt = 4
     n_embd: PositiveInt = 128
-    block_size: PositiveInt = Field(64, description="context length in tokens")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    block_size: PositiveInt = Field(default=64, description="context length in tokens")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     bias: bool = True
-    vocab_size: PositiveInt | None = Field(None, description="default: the tokenizer's")
-    pad_vocab_multiple: PositiveInt = Field(1, description="pad the vocab for faster matmuls")
+    vocab_size: PositiveInt | None = Field(default=None, description="default: the tokenizer's")
+    pad_vocab_multiple: PositiveInt = Field(
+        default=1, description="pad the vocab for faster matmuls"
+    )
     attention: Literal["mha"] = "mha"
     mlp: Literal["gelu"] = "gelu"
     norm: Literal["layernorm"] = "layernorm"
@@ -51,26 +66,28 @@ class TextDataConfig(ComponentConfig):
 
     type: Literal["text"] = "text"
     path: PathStr | list[PathStr]
-    tokenizer: component("tokenizer") = Field(default_factory=CharTokenizerConfig)  # type: ignore[valid-type]
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    cache_dir: PathStr | None = Field(None, description="default: $NEAT_CACHE_DIR or ~/.cache/neat")
+    tokenizer: TokenizerSection = Field(default_factory=CharTokenizerConfig)
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    cache_dir: PathStr | None = Field(
+        default=None, description="default: $NEAT_CACHE_DIR or ~/.cache/neat"
+    )
 
 
 class AdamWConfig(ComponentConfig):
     """AdamW with a warmup + decay schedule, evaluated as a pure function of the step."""
 
     type: Literal["adamw"] = "adamw"
-    lr: float = Field(6e-4, gt=0.0)
-    min_lr: float = Field(6e-5, ge=0.0)
-    warmup_steps: int = Field(100, ge=0)
-    decay_steps: PositiveInt | None = Field(None, description="default: training.max_steps")
+    lr: float = Field(default=6e-4, gt=0.0)
+    min_lr: float = Field(default=6e-5, ge=0.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    decay_steps: PositiveInt | None = Field(default=None, description="default: training.max_steps")
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = Field(0.1, ge=0.0)
-    beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    beta2: float = Field(0.95, ge=0.0, lt=1.0)
-    eps: float = Field(1e-8, gt=0.0)
-    grad_clip: float = Field(1.0, ge=0.0, description="max global grad norm; 0 disables")
-    fused: bool | None = Field(None, description="default: fused on CUDA")
+    weight_decay: float = Field(default=0.1, ge=0.0)
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.95, ge=0.0, lt=1.0)
+    eps: float = Field(default=1e-8, gt=0.0)
+    grad_clip: float = Field(default=1.0, ge=0.0, description="max global grad norm; 0 disables")
+    fused: bool | None = Field(default=None, description="default: fused on CUDA")
 
 
 class TrainingConfig(StrictModel):
@@ -78,7 +95,7 @@ class TrainingConfig(StrictModel):
     batch_size: PositiveInt = 12
     grad_accum_steps: PositiveInt = 1
     seed: int = 1337
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
 
@@ -88,8 +105,8 @@ class LossEvaluatorConfig(ComponentConfig):
 
     type: Literal["lm"] = "lm"
     interval: PositiveInt = 250
-    batches: PositiveInt = Field(20, description="validation batches per evaluation")
-    batch_size: PositiveInt | None = Field(None, description="default: training.batch_size")
+    batches: PositiveInt = Field(default=20, description="validation batches per evaluation")
+    batch_size: PositiveInt | None = Field(default=None, description="default: training.batch_size")
 
 
 class MonitoringConfig(StrictModel):
@@ -107,11 +124,11 @@ class CheckpointConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     version: int = CURRENT_VERSION
     name: str = "neat"
-    model: component("model") = Field(default_factory=GPTConfig)  # type: ignore[valid-type]
-    data: component("data")  # type: ignore[valid-type]
-    optimization: component("optimization") = Field(default_factory=AdamWConfig)  # type: ignore[valid-type]
+    model: ModelSection = Field(default_factory=GPTConfig)
+    data: DataSection
+    optimization: OptimizationSection = Field(default_factory=AdamWConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    evaluation: component("evaluation") = Field(default_factory=LossEvaluatorConfig)  # type: ignore[valid-type]
+    evaluation: EvaluationSection = Field(default_factory=LossEvaluatorConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
@@ -121,12 +138,13 @@ class ExperimentConfig(StrictModel):
         return migrate(raw) if isinstance(raw, dict) else raw
 
 
-for _section, _cls in [
+_BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
     ("model", GPTConfig),
     ("tokenizer", CharTokenizerConfig),
     ("tokenizer", ByteTokenizerConfig),
     ("data", TextDataConfig),
     ("optimization", AdamWConfig),
     ("evaluation", LossEvaluatorConfig),
-]:
+]
+for _section, _cls in _BUILTIN:
     register_config(_section, _cls)

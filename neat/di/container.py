@@ -16,8 +16,9 @@ from dependency_injector import containers, providers
 from rich.console import Console
 
 from neat.config.schema import ExperimentConfig
-from neat.di import builders
+from neat.di import builders, registry
 from neat.monitoring import EventBus
+from neat.monitoring.registry import check_monitor_names
 from neat.optimization.precision import resolve_precision
 from neat.training.run_dir import new_run_dir
 from neat.training.trainer import Schedule, Trainer
@@ -26,20 +27,20 @@ from neat.training.trainer import Schedule, Trainer
 class ServiceContainer(containers.DeclarativeContainer):
     config = providers.Dependency(instance_of=ExperimentConfig)
     run_dir = providers.Dependency(instance_of=Path)
-    resume_from = providers.Object(None)
+    resume_from: providers.Provider[Path | None] = providers.Object(None)
     console = providers.Singleton(Console, stderr=True)
 
     device = providers.Singleton(builders.make_device, config)
     precision = providers.Singleton(resolve_precision, config.provided.training.precision, device)
 
-    data_source = providers.Singleton(builders.build, "data", config.provided.data)
+    data_source = providers.Singleton(registry.build, "data", config.provided.data)
     tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source)
     token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer)
     train_batches = providers.Singleton(builders.make_train_batches, config, token_data, device)
 
     model = providers.Singleton(builders.make_model, config, tokenizer)
     optimizer_factory = providers.Singleton(
-        builders.build, "optimization", config.provided.optimization, config.provided.training
+        registry.build, "optimization", config.provided.optimization, config.provided.training
     )
     evaluator = providers.Singleton(builders.make_evaluator, config, token_data, device, precision)
     checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir)
@@ -88,6 +89,7 @@ def build_container(
     console: Console | None = None,
 ) -> ServiceContainer:
     """The composition root for library users and the CLI alike."""
+    check_monitor_names(config.monitoring.monitors)
     container = ServiceContainer(
         config=config, run_dir=Path(run_dir) if run_dir else new_run_dir(config.name)
     )

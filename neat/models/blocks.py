@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -32,7 +32,8 @@ class CausalSelfAttention(nn.Module):
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
         y = y.transpose(1, 2).contiguous().view(b, t, c)
-        return self.resid_dropout(self.c_proj(y))
+        out: torch.Tensor = self.resid_dropout(self.c_proj(y))
+        return out
 
 
 class GeluMLP(nn.Module):
@@ -45,7 +46,8 @@ class GeluMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        out: torch.Tensor = self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return out
 
 
 class LearnedPositions(nn.Module):
@@ -57,7 +59,8 @@ class LearnedPositions(nn.Module):
 
     def forward(self, x_btc: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(x_btc.shape[1], device=x_btc.device)
-        return x_btc + self.wpe(positions)
+        out: torch.Tensor = x_btc + self.wpe(positions)
+        return out
 
 
 def layer_norm(n_embd: int, bias: bool) -> nn.Module:
@@ -87,7 +90,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        out: torch.Tensor = x + self.mlp(self.ln_2(x))
+        return out
 
 
 def gpt2_init(module: nn.Module, n_layer: int) -> None:

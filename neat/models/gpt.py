@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from neat.config.schema import GPTConfig
@@ -20,26 +20,22 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.vocab_size = vocab_size
         padded = -(-vocab_size // cfg.pad_vocab_multiple) * cfg.pad_vocab_multiple
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(padded, cfg.n_embd),
-                "pos": POSITIONS[cfg.position](cfg.block_size, cfg.n_embd),
-                "drop": nn.Dropout(cfg.dropout),
-                "h": nn.ModuleList(
-                    Block(
-                        ATTENTION[cfg.attention](cfg.n_embd, cfg.n_head, cfg.dropout, cfg.bias),
-                        MLPS[cfg.mlp](cfg.n_embd, cfg.dropout, cfg.bias),
-                        NORMS[cfg.norm](cfg.n_embd, cfg.bias),
-                        NORMS[cfg.norm](cfg.n_embd, cfg.bias),
-                    )
-                    for _ in range(cfg.n_layer)
-                ),
-                "ln_f": NORMS[cfg.norm](cfg.n_embd, cfg.bias),
-            }
+        self.wte = nn.Embedding(padded, cfg.n_embd)
+        self.pos = POSITIONS[cfg.position](cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(
+                ATTENTION[cfg.attention](cfg.n_embd, cfg.n_head, cfg.dropout, cfg.bias),
+                MLPS[cfg.mlp](cfg.n_embd, cfg.dropout, cfg.bias),
+                NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+                NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+            )
+            for _ in range(cfg.n_layer)
         )
+        self.ln_f = NORMS[cfg.norm](cfg.n_embd, cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, padded, bias=False)
         gpt2_init(self, cfg.n_layer)
-        self.lm_head.weight = self.transformer["wte"].weight  # tied (Press & Wolf, 2017)
+        self.lm_head.weight = self.wte.weight  # tied (Press & Wolf, 2017)
 
     @property
     def block_size(self) -> int:
@@ -51,10 +47,10 @@ class GPT(nn.Module):
         t = input_ids.shape[1]
         if t > self.cfg.block_size:
             raise ValueError(f"sequence length {t} exceeds model.block_size {self.cfg.block_size}")
-        x = self.transformer["drop"](self.transformer["pos"](self.transformer["wte"](input_ids)))
-        for block in self.transformer["h"]:
+        x = self.drop(self.pos(self.wte(input_ids)))
+        for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.transformer["ln_f"](x))
+        logits: torch.Tensor = self.lm_head(self.ln_f(x))
         if logits.shape[-1] != self.vocab_size:
             logits = logits[..., : self.vocab_size]
         loss = None
@@ -71,9 +67,7 @@ class GPT(nn.Module):
         tied token embedding counts because it is the output layer's weight)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= sum(
-                p.numel() for name, p in self.named_parameters() if name.startswith("transformer.pos")
-            )
+            n -= sum(p.numel() for name, p in self.named_parameters() if name.startswith("pos."))
         return n
 
     def flops_per_token(self, seq_len: int) -> float:

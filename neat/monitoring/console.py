@@ -118,7 +118,7 @@ class ConsoleMonitor:
 
     def _print(self, line: str) -> None:
         target = self._progress.console if self._progress is not None else self.console
-        target.print(line, markup=False, soft_wrap=True)
+        target.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _stop(self) -> None:
         if self._progress is not None:

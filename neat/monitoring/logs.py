@@ -29,6 +29,7 @@ __all__ = ["RichConsoleHandler", "add_json_log_file", "configure_logging"]
 _CONSOLE_HANDLER = "neat.console"
 _JSON_HANDLER = "neat.json"
 _ADDED_JSON_HANDLER = "neat.json.run"
+TRAIN_LOGGER = "neat.train"
 
 # Added to structlog entries and to foreign stdlib records alike.
 _SHARED: list[Processor] = [
@@ -75,6 +76,8 @@ def configure_logging(
     console_handler = RichConsoleHandler(console)
     console_handler.set_name(_CONSOLE_HANDLER)
     console_handler.setFormatter(_console_formatter(console))
+    # Training events reach the console through ConsoleMonitor; logging them again would echo.
+    console_handler.addFilter(lambda record: record.name != TRAIN_LOGGER)
     root.addHandler(console_handler)
     if json_file is not None:
         root.addHandler(_json_file_handler(json_file, _JSON_HANDLER))
@@ -135,8 +138,8 @@ def _json_processors() -> list[Processor]:
 
 
 def _console_formatter(console: Console) -> structlog.stdlib.ProcessorFormatter:
-    if not console.is_terminal:
-        return _formatter(_json_processors())
+    if not console.is_terminal:  # a pipe or a file: no colours; log.jsonl has the JSON
+        return _formatter([structlog.dev.ConsoleRenderer(colors=False)])
     renderer = structlog.dev.ConsoleRenderer(
         # Locals of a training frame can be whole tensors: keep tracebacks short.
         exception_formatter=structlog.dev.RichTracebackFormatter(

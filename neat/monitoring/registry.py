@@ -14,7 +14,14 @@ from neat.monitoring.console import ConsoleMonitor
 from neat.monitoring.metrics_file import MetricsFileMonitor
 from neat.monitoring.structlog_monitor import StructlogMonitor
 
-__all__ = ["MONITORS", "MonitorContext", "MonitorFactory", "build_monitors", "register_monitor"]
+__all__ = [
+    "MONITORS",
+    "MonitorContext",
+    "MonitorFactory",
+    "build_monitors",
+    "check_monitor_names",
+    "register_monitor",
+]
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ MonitorFactory = Callable[[MonitorContext], IMonitor]
 
 MONITORS: dict[str, MonitorFactory] = {
     "console": lambda ctx: ConsoleMonitor(ctx.console, ctx.progress_mode),
-    "structlog": lambda ctx: StructlogMonitor(),
+    "structlog": lambda ctx: StructlogMonitor(ctx.run_dir / "log.jsonl"),
     "metrics": lambda ctx: MetricsFileMonitor(ctx.run_dir / "metrics.jsonl"),
 }
 
@@ -47,6 +54,12 @@ def register_monitor(
 
 def build_monitors(names: Sequence[str], ctx: MonitorContext) -> list[IMonitor]:
     """Build the named monitors in order; every name is checked before any monitor is built."""
+    check_monitor_names(names)
+    return [MONITORS[name](ctx) for name in names]
+
+
+def check_monitor_names(names: Sequence[str]) -> None:
+    """Raise ConfigError for an unknown or repeated name (before a run writes anything)."""
     seen: set[str] = set()
     for name in names:
         if name not in MONITORS:
@@ -56,4 +69,3 @@ def build_monitors(names: Sequence[str], ctx: MonitorContext) -> list[IMonitor]:
             # Two console monitors would fight over one live display.
             raise ConfigError(f"monitor {name!r} is listed twice in monitoring.monitors")
         seen.add(name)
-    return [MONITORS[name](ctx) for name in names]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import structlog
 
@@ -13,6 +14,7 @@ from neat.monitoring.events import (
     RunStarted,
     TrainMetrics,
 )
+from neat.monitoring.logs import TRAIN_LOGGER, add_json_log_file
 
 __all__ = ["StructlogMonitor"]
 
@@ -27,8 +29,9 @@ class StructlogMonitor:
     checkpoint, run_end. The resolved config is left out: the run saves it as config.yaml.
     """
 
-    def __init__(self) -> None:
-        self.log = structlog.get_logger("neat.train")
+    def __init__(self, log_file: Path | None = None) -> None:
+        self.log = structlog.get_logger(TRAIN_LOGGER)
+        self._detach = add_json_log_file(log_file) if log_file is not None else None
 
     def on_event(self, event: object) -> None:
         match event:
@@ -69,4 +72,7 @@ class StructlogMonitor:
                 )
 
     def close(self) -> None:
-        """Nothing to release: the log handlers belong to `configure_logging`."""
+        """Stop writing the run's log file (other handlers belong to `configure_logging`)."""
+        if self._detach is not None:
+            self._detach()
+            self._detach = None

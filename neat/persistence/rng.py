@@ -54,9 +54,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
     npy = state["numpy"]
     keys = np.frombuffer(base64.b64decode(npy["keys"]), dtype="<u4").astype(np.uint32)
-    np.random.set_state(
-        (npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]), legacy=True
-    )
+    np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     torch.set_rng_state(_tensor_from_b64(state["torch"]))
     _restore_cuda(state.get("cuda"))
 

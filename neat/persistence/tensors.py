@@ -112,9 +112,8 @@ def read_shapes(path: Path, aliases: Mapping[str, str]) -> dict[str, Shape]:
     """Tensor shapes from the file header alone (no data read), aliases included."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            shapes: dict[str, Shape] = {
-                name: tuple(f.get_slice(name).get_shape()) for name in f.keys()
-            }
+            names = f.keys()
+            shapes: dict[str, Shape] = {n: tuple(f.get_slice(n).get_shape()) for n in names}
     except Exception as exc:  # SafetensorError derives from Exception only
         raise _unreadable(path, exc) from exc
     for alias, stored in aliases.items():
@@ -148,7 +147,9 @@ def save_optimizer(optimizer: torch.optim.Optimizer, tensors_path: Path, json_pa
     skeleton: dict[str, Any] = {}
     for key, value in optimizer.state_dict().items():
         if key == "state":
-            skeleton[key] = {str(pid): _encode(v, f"state.{pid}", table) for pid, v in value.items()}
+            skeleton[key] = {
+                str(pid): _encode(v, f"state.{pid}", table) for pid, v in value.items()
+            }
         else:
             skeleton[key] = _encode(value, key, table)
     table.save(tensors_path)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from neat.config.schema import ExperimentConfig
 from neat.errors import CheckpointError
-from neat.persistence import is_complete, resolve_checkpoint
-from neat.training.run_dir import CHECKPOINTS, latest_run_dir, new_run_dir
+from neat.persistence import resolve_checkpoint
+from neat.training.run_dir import CHECKPOINTS, has_checkpoint, latest_run_dir, new_run_dir
 
 
 def resolve_run(
@@ -20,7 +20,7 @@ def resolve_run(
     """
     if resume is None:
         run_dir = run_dir or new_run_dir(config.name)
-        if _has_checkpoint(run_dir):
+        if has_checkpoint(run_dir):
             raise CheckpointError(
                 f"run directory {run_dir} already holds checkpoints; pass --resume auto to "
                 "continue it, or choose another --run-dir"
@@ -31,7 +31,7 @@ def resolve_run(
             run_dir = latest_run_dir(config.name)
             if run_dir is None:
                 return new_run_dir(config.name), None
-        if not _has_checkpoint(run_dir):
+        if not has_checkpoint(run_dir):
             return run_dir, None
         return run_dir, resolve_checkpoint(run_dir)
     checkpoint = resolve_checkpoint(Path(resume))
@@ -39,8 +39,3 @@ def resolve_run(
         run_dir = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else None
         run_dir = run_dir or new_run_dir(config.name)
     return run_dir, checkpoint
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    folder = run_dir / CHECKPOINTS
-    return folder.is_dir() and any(is_complete(p) for p in folder.iterdir())

@@ -11,7 +11,6 @@ from pathlib import Path
 from neat.config.loader import dump_config
 from neat.config.schema import ExperimentConfig
 from neat.interfaces import ITokenizer
-from neat.persistence import is_complete
 
 CHECKPOINTS = "checkpoints"
 
@@ -33,15 +32,19 @@ def latest_run_dir(name: str, root: Path | None = None) -> Path | None:
     root = root or Path.cwd() / "runs"
     if not root.is_dir():
         return None
-    runs = [
-        p
-        for p in root.glob(f"{_slug(name)}-*")
-        if (p / CHECKPOINTS).is_dir() and any(map(is_complete, (p / CHECKPOINTS).iterdir()))
-    ]
+    runs = [p for p in root.glob(f"{_slug(name)}-*") if has_checkpoint(p)]
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
-def write_run_files(run_dir: Path, config: ExperimentConfig, tokenizer: ITokenizer) -> dict[str, Path]:
+def has_checkpoint(run_dir: Path) -> bool:
+    """A cheap look (a `step_<N>/state.json` exists); loading verifies every file's hash."""
+    folder = run_dir / CHECKPOINTS
+    return folder.is_dir() and any(folder.glob("step_*/state.json"))
+
+
+def write_run_files(
+    run_dir: Path, config: ExperimentConfig, tokenizer: ITokenizer
+) -> dict[str, Path]:
     """Write config.yaml and tokenizer.json; both are also copied into every checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"

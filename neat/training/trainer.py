@@ -168,7 +168,9 @@ class Trainer:
                     if state.step % sched.eval_interval == 0 or is_last:
                         with window.paused():
                             self._evaluate(state)
-                    if state.step % sched.checkpoint_interval == 0 or (is_last and sched.save_final):
+                    if state.step % sched.checkpoint_interval == 0 or (
+                        is_last and sched.save_final
+                    ):
                         with window.paused():
                             self._save(state, extra_files)
                         last_saved = state.step

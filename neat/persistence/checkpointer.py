@@ -1,0 +1,301 @@
+"""Atomic, verified, pickle-free checkpoints in `checkpoints/step_<N>/` directories.
+
+A save writes everything into a hidden `.tmp-step_<N>-<pid>/` directory, fsyncs each file,
+writes `state.json` (with every file's sha256) last, then renames the directory into place
+and fsyncs the parent. A crash at any point leaves either the old set of checkpoints or the
+new one, never a half-written `step_<N>` that could be resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from neat.errors import CheckpointError, ConfigError
+from neat.interfaces.records import TrainState
+from neat.persistence import files
+from neat.persistence.manifest import (
+    FORMAT_VERSION,
+    MODEL_FILE,
+    OPTIMIZER_JSON,
+    OPTIMIZER_TENSORS,
+    STATE_FILE,
+    STEP_PREFIX,
+    TMP_PREFIX,
+    config_differences,
+    find_latest,
+    is_complete,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    step_dirs,
+)
+from neat.persistence.tensors import load_model, load_optimizer, save_model, save_optimizer
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpointer",
+    "is_complete",
+    "read_checkpoint_meta",
+    "resolve_checkpoint",
+]
+
+log = structlog.get_logger(__name__)
+
+_REPLACED_PREFIX = f"{TMP_PREFIX}replaced-"
+_RESERVED = {STATE_FILE, MODEL_FILE, OPTIMIZER_TENSORS, OPTIMIZER_JSON}
+
+
+class Checkpointer:
+    """Saves and restores training state under one run's `checkpoints/` directory.
+
+    `metadata` (typically the resolved config) is stored in every state.json under "config",
+    so a checkpoint documents how it was made and a shape mismatch can name the config keys
+    that differ. Loading never unpickles: tensors come from safetensors, the rest from JSON.
+    """
+
+    def __init__(
+        self, directory: Path, keep_last: int = 2, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        if keep_last < 1:
+            raise ConfigError(f"checkpoint keep_last must be at least 1, got {keep_last}")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        self.metadata = dict(metadata) if metadata is not None else None
+        self._swept = False
+        self._known_complete: dict[str, int] = {}  # dir name -> state.json mtime_ns
+        if self.directory.is_dir():
+            self._sweep_leftovers()
+
+    def save(
+        self,
+        state: TrainState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        extra_files: Mapping[str, Path] | None = None,
+    ) -> Path:
+        """Write `step_<state.step>/` atomically, apply retention, return its path."""
+        started = time.perf_counter()
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            files.fsync_dir(self.directory.parent)
+        if not self._swept:
+            self._sweep_leftovers()
+        final = self.directory / f"{STEP_PREFIX}{state.step}"
+        tmp = self.directory / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
+        files.remove_tree_quietly(tmp)
+        tmp.mkdir()
+        try:
+            self._write(tmp, state, model, optimizer, extra_files or {})
+            self._publish(tmp, final)
+        except BaseException:
+            files.remove_tree_quietly(tmp)
+            raise
+        self._known_complete[final.name] = (final / STATE_FILE).stat().st_mtime_ns
+        self._apply_retention(final)
+        log.info(
+            "checkpoint_saved",
+            path=str(final),
+            step=state.step,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return final
+
+    def latest(self) -> Path | None:
+        """The highest-step complete checkpoint; corrupt newer ones are skipped with a warning."""
+        return find_latest(self.directory)
+
+    def load(
+        self,
+        path: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> TrainState:
+        """Verify the checkpoint at `path`, load it into `model` (and `optimizer`).
+
+        RNG state is returned in the TrainState, not applied: the trainer decides when.
+        Use `resolve_checkpoint` first to accept a run or checkpoints directory.
+        """
+        path = Path(path)
+        meta = read_checkpoint_meta(path)
+        if optimizer is not None and OPTIMIZER_TENSORS not in meta["files"]:
+            raise CheckpointError(
+                f"checkpoint {path} holds no optimizer state; load it without an optimizer "
+                "(e.g. for evaluation) or resume from a checkpoint saved during training"
+            )
+        load_model(model, path / MODEL_FILE, meta["tensor_aliases"], self._mismatch_reason(meta))
+        if optimizer is not None:
+            load_optimizer(optimizer, _read_json(path / OPTIMIZER_JSON), path / OPTIMIZER_TENSORS)
+        log.info("checkpoint_loaded", path=str(path), step=meta["step"])
+        return TrainState(
+            step=meta["step"],
+            tokens_seen=meta["tokens_seen"],
+            data_state=meta["data_state"],
+            rng_state=meta["rng_state"],
+            metrics=meta["metrics"],
+            best_val_loss=meta["best_val_loss"],
+        )
+
+    def _write(
+        self,
+        tmp: Path,
+        state: TrainState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        extra_files: Mapping[str, Path],
+    ) -> None:
+        aliases = save_model(model, tmp / MODEL_FILE)
+        written = [MODEL_FILE]
+        if optimizer is not None:
+            save_optimizer(optimizer, tmp / OPTIMIZER_TENSORS, tmp / OPTIMIZER_JSON)
+            written += [OPTIMIZER_TENSORS, OPTIMIZER_JSON]
+        for name, source in extra_files.items():
+            _check_extra_name(name)
+            files.copy_file(Path(source), tmp / name)
+            written.append(name)
+        hashes = {}
+        for name in written:
+            files.fsync_file(tmp / name)
+            hashes[name] = files.sha256_file(tmp / name)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "step": state.step,
+            "tokens_seen": state.tokens_seen,
+            "data_state": state.data_state,
+            "rng_state": state.rng_state,
+            "metrics": state.metrics,
+            "best_val_loss": state.best_val_loss,
+            "config": self.metadata,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__,
+            "tensor_aliases": aliases,
+            "files": hashes,
+        }
+        try:
+            files.write_json(tmp / STATE_FILE, manifest)  # last: it marks the rest complete
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"the training state of step {state.step} cannot be stored as JSON ({exc}); "
+                "data_state, rng_state, metrics and the config must hold only JSON values"
+            ) from exc
+        files.fsync_dir(tmp)
+
+    def _publish(self, tmp: Path, final: Path) -> None:
+        # A directory cannot be renamed over a non-empty one, so an existing checkpoint of the
+        # same step is moved aside first and put back if the rename fails.
+        aside = None
+        if final.exists():
+            aside = self.directory / f"{_REPLACED_PREFIX}{final.name}-{os.getpid()}"
+            files.remove_tree_quietly(aside)
+            os.replace(final, aside)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, final)
+            raise
+        files.fsync_dir(self.directory)
+        if aside is not None:
+            files.remove_tree(aside, reason="replaced by a new save of the same step")
+
+    def _apply_retention(self, just_saved: Path) -> None:
+        """Keep the newest `keep_last` complete checkpoints and delete everything older.
+
+        The checkpoint just saved is never deleted, even when newer steps exist (a run resumed
+        from an earlier step). Broken directories newer than the kept ones are left for
+        inspection; latest() skips them.
+        """
+        kept = 0
+        for _, path in step_dirs(self.directory):
+            if path == just_saved:
+                kept += 1
+            elif kept >= self.keep_last:
+                files.remove_tree(path, reason=f"retention keeps the newest {self.keep_last}")
+            elif self._complete(path):
+                kept += 1
+
+    def _complete(self, path: Path) -> bool:
+        # Hashing every kept checkpoint on every save would cost more than the save itself;
+        # one verification per directory and process is enough to decide what to delete.
+        try:
+            mtime = (path / STATE_FILE).stat().st_mtime_ns
+        except OSError:
+            return False
+        if self._known_complete.get(path.name) == mtime:
+            return True
+        if not is_complete(path):
+            return False
+        self._known_complete[path.name] = mtime
+        return True
+
+    def _sweep_leftovers(self) -> None:
+        """Remove `.tmp-*` directories of saves that crashed (never those of a live process)."""
+        self._swept = True
+        for path in sorted(self.directory.glob(f"{TMP_PREFIX}*")):
+            pid = _owner_pid(path.name)
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                log.info("checkpoint_tmp_in_use", path=str(path), pid=pid)
+                continue
+            if path.name.startswith(_REPLACED_PREFIX) and _restore_replaced(path):
+                continue
+            files.remove_tree(path, reason="left over from an interrupted save")
+
+    def _mismatch_reason(self, meta: Mapping[str, Any]) -> str:
+        reason = "the checkpoint was saved with a different model config"
+        saved = meta.get("config")
+        if not isinstance(saved, Mapping) or self.metadata is None:
+            return reason
+        diffs = config_differences(saved, self.metadata)
+        return f"{reason} ({'; '.join(diffs[:5])})" if diffs else reason
+
+
+def _restore_replaced(path: Path) -> bool:
+    """A crash between moving `step_N` aside and renaming its replacement in leaves only the
+    aside copy: put it back rather than lose the checkpoint."""
+    original = path.parent / path.name.removeprefix(_REPLACED_PREFIX).rsplit("-", 1)[0]
+    if original.exists() or not is_complete(path):
+        return False
+    os.replace(path, original)
+    log.warning("checkpoint_restored", path=str(original), source=str(path))
+    return True
+
+
+def _owner_pid(name: str) -> int | None:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _check_extra_name(name: str) -> None:
+    plain = bool(name) and Path(name).name == name and not name.startswith(".")
+    if not plain or name in _RESERVED:
+        raise CheckpointError(
+            f"extra checkpoint file name {name!r} is invalid: use a plain file name that is "
+            f"not one of {sorted(_RESERVED)}"
+        )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint file {path} cannot be read ({exc}); it is corrupted or truncated: "
+            f"delete {path.parent} or resume from an earlier checkpoint"
+        ) from exc

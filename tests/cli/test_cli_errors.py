@@ -1,0 +1,131 @@
+"""Every error a user can cause: one clear message, exit code 2, nothing written half."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neat.cli import cli
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), prog_name="neat")
+    return result.exit_code, result.stderr
+
+
+def train(config: Path, run: Path, *overrides: str) -> tuple[int, str]:
+    sets = [arg for value in overrides for arg in ("--set", value)]
+    return invoke("train", "-c", str(config), "--run-dir", str(run), *sets)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("training.lrr=0.1", "training.lrr: unknown key (did you mean 'optimization.lr'?)"),
+        ("optimization.lrr=0.1", "optimization.lrr: unknown key (did you mean 'optimization.lr'?)"),
+        ("training.batch_size=ten", "training.batch_size: Input should be a valid integer"),
+        ("model.type=mamba", "unknown model type 'mamba'; known types: gpt"),
+        ("data.tokenizer.type=bpe2", "unknown tokenizer type 'bpe2'; known types: byte, char"),
+        ("monitoring.monitors=[console, wandb]", "unknown monitor 'wandb'"),
+        ("model.n_embd=33", "n_embd (33) must be divisible by n_head (2)"),
+    ],
+)
+def test_bad_config_values(tiny_config: Path, tmp_path: Path, override: str, expected: str) -> None:
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, override)
+    assert code == 2
+    assert expected in err
+    assert err.count("Error:") == 1 and "Traceback" not in err
+    assert not run.exists()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    code, err = invoke("train", "-c", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "config file not found" in err
+
+
+def test_missing_data_file(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, "data.path=missing.txt")
+    assert code == 2
+    assert "missing.txt" in err and "data.path" in err
+    assert not run.exists()
+
+
+def test_empty_corpus(tiny_config: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, "data.path=empty.txt", "data.tokenizer.type=byte")
+    assert code == 2 and "empty" in err.lower()
+    assert not run.exists()
+
+
+def test_corpus_shorter_than_one_batch(tiny_config: Path, tmp_path: Path) -> None:
+    (tmp_path / "short.txt").write_text("To be, or not to be: that is the question.\n" * 4)
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, "data.path=short.txt", "data.val_fraction=0.5")
+    assert code == 2
+    assert "training.batch_size" in err and "model.block_size" in err
+    assert not run.exists()
+
+
+def test_checkpoint_from_another_model_config(tiny_config: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert train(tiny_config, first, "training.max_steps=10")[0] == 0
+    other = tmp_path / "other"
+    code, err = invoke(
+        "train",
+        "-c",
+        str(tiny_config),
+        "--run-dir",
+        str(other),
+        "--resume",
+        str(first),
+        "--set",
+        "model.n_embd=64",
+    )
+    assert code == 2
+    assert "(64, 32)" in err or "(32, 64)" in err or "64" in err
+    assert "shape" in err and "checkpoint" in err
+    assert not other.exists()
+
+    code, err = invoke(
+        "eval", "-c", str(tiny_config), "--checkpoint", str(first), "--set", "model.n_layer=3"
+    )
+    assert code == 2 and "checkpoint" in err
+
+
+def test_corrupted_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(tiny_config, run, "training.max_steps=20")[0] == 0
+    weights = run / "checkpoints" / "step_20" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    code, err = invoke(
+        "eval", "-c", str(tiny_config), "--checkpoint", str(run / "checkpoints" / "step_20")
+    )
+    assert code == 2 and "model.safetensors" in err
+
+    # auto-resume skips the damaged newest checkpoint and continues from the previous one
+    code, err = invoke(
+        "train",
+        "-c",
+        str(tiny_config),
+        "--run-dir",
+        str(run),
+        "--resume",
+        "auto",
+        "--set",
+        "training.max_steps=12",
+    )
+    assert code == 0, err
+
+
+def test_resume_path_that_is_not_a_checkpoint(tiny_config: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, err = invoke("train", "-c", str(tiny_config), "--resume", str(tmp_path / "empty"))
+    assert code == 2 and "no complete checkpoint" in err
+    code, err = invoke("generate", "--checkpoint", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere" in err
