@@ -18,12 +18,13 @@ def _gather(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[np
 
 
 class BatchSampler:
-    """Shuffled non-overlapping windows, one pass over the split per epoch.
+    """Shuffled windows, one per `block_size` slot of the split, one pass per epoch.
 
-    Each epoch's order is a pure function of (seed, epoch), so the whole position is two
-    integers, epoch and cursor: resuming from them replays exactly the batches an unbroken
-    run would have drawn. A random shift per epoch moves the window grid so the tokens left
-    over at the end are not always the same ones.
+    Each window starts at a random offset inside its slot, so sequences begin anywhere in
+    the text (as nanoGPT's uniformly random offsets do, which matters on small corpora),
+    while every slot is still visited once per epoch. Each epoch's order and offsets are a
+    pure function of (seed, epoch), so the whole position is two integers, epoch and cursor:
+    resuming from them replays exactly the batches an unbroken run would have drawn.
     """
 
     def __init__(
@@ -52,27 +53,28 @@ class BatchSampler:
                 f"{batch_size * block_size + 1:,} tokens; lower training.batch_size or "
                 "model.block_size, or add data"
             )
-        self.slack = (len(tokens) - 1) - self.num_windows * block_size
+        self.last_start = len(tokens) - 1 - block_size
         self.batches_per_epoch = self.num_windows // batch_size
         self._epoch = 0
         self._cursor = 0
-        self._order: tuple[int, int, np.ndarray] | None = None  # (epoch, shift, permutation)
+        self._order: tuple[int, np.ndarray, np.ndarray] | None = None  # epoch, offsets, order
 
     @property
     def epoch(self) -> int:
         return self._epoch
 
-    def _epoch_order(self) -> tuple[int, np.ndarray]:
+    def _epoch_order(self) -> tuple[np.ndarray, np.ndarray]:
         if self._order is None or self._order[0] != self._epoch:
             rng = np.random.default_rng([self.seed, self._epoch])
-            shift = int(rng.integers(0, self.slack + 1))
-            self._order = (self._epoch, shift, rng.permutation(self.num_windows))
+            offsets = rng.integers(0, self.block_size, size=self.num_windows)
+            self._order = (self._epoch, offsets, rng.permutation(self.num_windows))
         return self._order[1], self._order[2]
 
     def next_batch(self) -> Batch:
-        shift, perm = self._epoch_order()
+        offsets, perm = self._epoch_order()
         b, size = self._cursor, self.batch_size
-        starts = shift + perm[b * size : (b + 1) * size] * self.block_size
+        slots = perm[b * size : (b + 1) * size]
+        starts = np.minimum(slots * self.block_size + offsets[slots], self.last_start)
         x, y = _gather(self.tokens, starts, self.block_size)
         self._cursor += 1
         if self._cursor == self.batches_per_epoch:
