@@ -100,7 +100,7 @@ class Checkpointer:
             raise
         self._known_complete[final.name] = (final / STATE_FILE).stat().st_mtime_ns
         self._apply_retention(final)
-        log.info(
+        log.debug(
             "checkpoint_saved",
             path=str(final),
             step=state.step,
