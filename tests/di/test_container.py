@@ -63,7 +63,9 @@ def test_container_wires_the_configured_components(tiny_config: Path, tmp_path: 
 
 
 def test_override_the_model_with_a_users_class(tiny_config: Path, tmp_path: Path) -> None:
-    config = load_config(tiny_config, ["training.max_steps=12"])
+    config = load_config(
+        tiny_config, ["training.max_steps=12", "optimization.lr=0.1", "optimization.warmup_steps=0"]
+    )
     container = build_container(config, run_dir=tmp_path / "run")
     vocab = container.tokenizer().vocab_size
     with container.model.override(providers.Object(BigramModel(vocab))):
