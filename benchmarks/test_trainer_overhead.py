@@ -67,21 +67,26 @@ def time_plain_loop(train: np.ndarray, cfg: Any, vocab_size: int) -> float:
     model = GPT(cfg.model, vocab_size)
     opt_cfg = cfg.optimization
     optimizer = torch.optim.AdamW(
-        param_groups(model, opt_cfg.weight_decay), lr=opt_cfg.lr, betas=(opt_cfg.beta1, opt_cfg.beta2)
+        param_groups(model, opt_cfg.weight_decay),
+        lr=opt_cfg.lr,
+        betas=(opt_cfg.beta1, opt_cfg.beta2),
     )
     batch, block = cfg.training.batch_size, cfg.model.block_size
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
         ix = torch.randint(len(train) - block, (batch,))
         x = torch.stack([torch.from_numpy(train[i : i + block].astype(np.int64)) for i in ix])
-        y = torch.stack([torch.from_numpy(train[i + 1 : i + 1 + block].astype(np.int64)) for i in ix])
+        y = torch.stack(
+            [torch.from_numpy(train[i + 1 : i + 1 + block].astype(np.int64)) for i in ix]
+        )
         return x, y
 
     def lr_at(step: int) -> float:
         if step < opt_cfg.warmup_steps:
             return float(opt_cfg.lr * (step + 1) / opt_cfg.warmup_steps)
         progress = (step - opt_cfg.warmup_steps) / (cfg.training.max_steps - opt_cfg.warmup_steps)
-        return float(opt_cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (opt_cfg.lr - opt_cfg.min_lr))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return float(opt_cfg.min_lr + cosine * (opt_cfg.lr - opt_cfg.min_lr))
 
     model.train()
     start = time.perf_counter()

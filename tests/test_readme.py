@@ -17,7 +17,7 @@ def test_readme_library_example_trains(tmp_path: Path) -> None:
     source = source.replace('"examples/', f'"{REPO}/examples/')
     source = source.replace('"runs/library-demo"', f'"{tmp_path / "demo"}"')
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(source, "README.md", "exec"), namespace)  # our own README
     state = namespace["state"]
     assert state.step == 20  # type: ignore[attr-defined]
     assert (tmp_path / "demo" / "metrics.jsonl").is_file()

@@ -108,10 +108,13 @@ def test_model_init_depends_only_on_the_seed(tiny_config: Path, tmp_path: Path) 
     first = build_container(config, run_dir=tmp_path / "a").model()
     torch.manual_seed(12345)  # unrelated global RNG use must not change the init
     second = build_container(config, run_dir=tmp_path / "b").model()
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+    pairs = zip(first.state_dict().items(), second.state_dict().items(), strict=True)
+    for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name
     other = build_container(load_config(tiny_config, ["training.seed=8"]), run_dir=tmp_path / "c")
-    assert not torch.equal(other.model().state_dict()["wte.weight"], first.state_dict()["wte.weight"])
+    assert not torch.equal(
+        other.model().state_dict()["wte.weight"], first.state_dict()["wte.weight"]
+    )
 
 
 @pytest.fixture(autouse=True)
