@@ -159,7 +159,8 @@ def evaluate(
         click.echo(json.dumps(metrics))
     else:
         for key, value in metrics.items():
-            click.echo(f"{key:>10}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            click.echo(f"{key:>10}: {shown}")
 
 
 @cli.command()

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from neat.data import ByteTokenizer, CharTokenizer, TextFileSource, TokenCache, default_cache_dir
 from neat.errors import DataError
-from neat.interfaces import Document
-
-
-class CountingSource:
-    """A real source that counts how often its documents are read."""
-
-    def __init__(self, inner: TextFileSource) -> None:
-        self.inner = inner
-        self.reads = 0
-
-    def documents(self) -> Iterator[Document]:
-        self.reads += 1
-        yield from self.inner.documents()
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def describe(self) -> str:
-        return self.inner.describe()
 
 
 @pytest.fixture
@@ -58,8 +39,8 @@ def test_char_tokens_have_no_separator(tmp_path: Path, corpus: Path) -> None:
     assert tok.decode(tokens.tolist()) == "hellohéllo!"
 
 
-def test_second_call_is_a_hit(tmp_path: Path, corpus: Path) -> None:
-    source = CountingSource(TextFileSource([str(corpus)]))
+def test_second_call_is_a_hit(counting_source: type[Any], tmp_path: Path, corpus: Path) -> None:
+    source = counting_source(TextFileSource([str(corpus)]))
     cache = TokenCache(tmp_path / "cache")
     first = cache.tokens(source, ByteTokenizer())
     entry = tmp_path / "cache" / cache.key(source, ByteTokenizer())
@@ -87,8 +68,10 @@ def test_changed_content_or_tokenizer_gets_new_key(tmp_path: Path, corpus: Path)
     assert len(entries) == 2 and not any(name.startswith(".tmp") for name in entries)
 
 
-def test_interrupted_builds_are_not_used(tmp_path: Path, corpus: Path) -> None:
-    source = CountingSource(TextFileSource([str(corpus)]))
+def test_interrupted_builds_are_not_used(
+    counting_source: type[Any], tmp_path: Path, corpus: Path
+) -> None:
+    source = counting_source(TextFileSource([str(corpus)]))
     root = tmp_path / "cache"
     key = TokenCache(root).key(source, ByteTokenizer())
     # A crashed build in another process: only its private temporary folder exists.
@@ -105,8 +88,10 @@ def test_interrupted_builds_are_not_used(tmp_path: Path, corpus: Path) -> None:
     assert not (root / f".tmp-{key}-{os.getpid()}").exists()
 
 
-def test_meta_not_matching_tokens_is_rebuilt(tmp_path: Path, corpus: Path) -> None:
-    source = CountingSource(TextFileSource([str(corpus)]))
+def test_meta_not_matching_tokens_is_rebuilt(
+    counting_source: type[Any], tmp_path: Path, corpus: Path
+) -> None:
+    source = counting_source(TextFileSource([str(corpus)]))
     cache = TokenCache(tmp_path / "cache")
     n = len(cache.tokens(source, ByteTokenizer()))
     entry = tmp_path / "cache" / cache.key(source, ByteTokenizer())

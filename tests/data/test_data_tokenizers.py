@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,7 +22,7 @@ from neat.data import (
     load_tokenizer,
 )
 from neat.errors import CheckpointError, DataError
-from neat.interfaces import Document, ITokenizer
+from neat.interfaces import ITokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "examples" / "data" / "tinyshakespeare.txt"
 
@@ -126,28 +126,10 @@ def test_load_missing_or_invalid_file(tmp_path: Path) -> None:
         load_tokenizer(tmp_path / "other.json")
 
 
-class CountingSource:
-    """A real source that counts how often its documents are read."""
-
-    def __init__(self, inner: TextFileSource) -> None:
-        self.inner = inner
-        self.reads = 0
-
-    def documents(self) -> Iterator[Document]:
-        self.reads += 1
-        yield from self.inner.documents()
-
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint()
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-
-def test_build_char_tokenizer_caches_vocab(tmp_path: Path) -> None:
+def test_build_char_tokenizer_caches_vocab(counting_source: type[Any], tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("abcabc\n", encoding="utf-8")
-    source = CountingSource(TextFileSource([str(corpus)]))
+    source = counting_source(TextFileSource([str(corpus)]))
     cache_dir = tmp_path / "cache"
     first = build_tokenizer(CharTokenizerConfig(), source, cache_dir)
     assert isinstance(first, CharTokenizer)
