@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from neat.cli import cli
@@ -110,3 +111,19 @@ def test_root_cli_shim_matches_the_entry_point() -> None:
     )
     assert "neat trains language models" in shim.stdout
     assert shim.stdout == module.stdout
+
+
+def test_resume_auto_finds_the_newest_run_of_the_config(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("train", "-c", str(tiny_config), "--set", "training.max_steps=10")[0] == 0
+    [run] = list((tmp_path / "runs").iterdir())
+    assert run.name.startswith("tiny-")
+    code, _, err = invoke(
+        "train", "-c", str(tiny_config), "--resume", "auto", "--set", "training.max_steps=15"
+    )
+    assert code == 0, err
+    assert list((tmp_path / "runs").iterdir()) == [run]  # continued, not a new run
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"]
+    assert steps == list(range(1, 16))
