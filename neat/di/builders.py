@@ -29,7 +29,7 @@ from neat.data import build_tokenizer as build_builtin_tokenizer
 from neat.di.registry import build, register_builder
 from neat.errors import ConfigError
 from neat.evaluation import LossEvaluator
-from neat.interfaces import IDataSource, IEvaluator, IMonitor, ITokenizer
+from neat.interfaces import IDataSource, IEvaluator, IMonitor, IOptimizerFactory, ITokenizer
 from neat.models import GPT
 from neat.monitoring import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory
@@ -121,6 +121,14 @@ def make_model(config: ExperimentConfig, tokenizer: ITokenizer) -> nn.Module:
         torch.manual_seed(config.training.seed)
         model: nn.Module = build("model", config.model, vocab_size)
     return model
+
+
+def make_optimizer(
+    factory: IOptimizerFactory, model: nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
+    """Place the model first: fused AdamW needs its parameters on the GPU already."""
+    model.to(device)
+    return factory.create(model, device)
 
 
 def make_train_batches(

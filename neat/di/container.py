@@ -42,6 +42,7 @@ class ServiceContainer(containers.DeclarativeContainer):
     optimizer_factory = providers.Singleton(
         registry.build, "optimization", config.provided.optimization, config.provided.training
     )
+    optimizer = providers.Singleton(builders.make_optimizer, optimizer_factory, model, device)
     evaluator = providers.Singleton(builders.make_evaluator, config, token_data, device, precision)
     checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir)
 
@@ -60,6 +61,7 @@ class ServiceContainer(containers.DeclarativeContainer):
     trainer = providers.Singleton(
         Trainer,
         model=model,
+        optimizer=optimizer,
         optimizer_factory=optimizer_factory,
         train_batches=train_batches,
         evaluator=evaluator,

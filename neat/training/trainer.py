@@ -62,6 +62,7 @@ class Trainer:
         self,
         *,
         model: nn.Module,
+        optimizer: torch.optim.Optimizer,
         optimizer_factory: IOptimizerFactory,
         train_batches: BatchSource,
         evaluator: IEvaluator,
@@ -82,6 +83,7 @@ class Trainer:
         config_dict: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
+        self.optimizer = optimizer
         self.optimizer_factory = optimizer_factory
         self.train_batches = train_batches
         self.evaluator = evaluator
@@ -100,21 +102,18 @@ class Trainer:
         self.compile_model = compile_model
         self.grad_clip = grad_clip
         self.config_dict = config_dict or {}
-        self.optimizer: torch.optim.Optimizer | None = None
         self.state: TrainState | None = None
         self._stop_signal: int | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
     def restore(self) -> TrainState:
-        """Move the model, build the optimizer, and load the resume checkpoint or seed afresh.
+        """Load the resume checkpoint, or seed every RNG for a fresh start.
 
         Separate from `fit` so a caller can surface checkpoint errors before writing anything.
         """
         if self.state is not None:
             return self.state
-        self.model.to(self.device)
-        self.optimizer = self.optimizer_factory.create(self.model, self.device)
         if self.resume_from is not None:
             state = self.checkpointer.load(self.resume_from, self.model, self.optimizer)
             self.train_batches.load_state_dict(state.data_state)
@@ -130,7 +129,6 @@ class Trainer:
     def fit(self) -> TrainState:
         state = self.restore()
         optimizer = self.optimizer
-        assert optimizer is not None
         extra_files = self.prepare_run_dir(self.run_dir)
         monitors = list(self.make_monitors())
         unsubscribe = [self.bus.subscribe(m.on_event) for m in monitors]
