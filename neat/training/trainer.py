@@ -169,6 +169,7 @@ class Trainer:
                     if state.step % sched.checkpoint_interval == 0 or (
                         is_last and sched.save_final
                     ):
+                        _check_finite(loss, state.step)  # never save diverged weights
                         with window.paused():
                             self._save(state, extra_files)
                         last_saved = state.step
@@ -230,12 +231,7 @@ class Trainer:
         window: _ThroughputWindow,
         started: float,
     ) -> None:
-        loss_value = float(loss)
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"loss is {loss_value} at step {state.step}; lower optimization.lr or "
-                "check the data. The last checkpoint before it is intact."
-            )
+        loss_value = _check_finite(loss, state.step)
         tokens_per_s = window.tokens_per_s(state.step, self.tokens_per_step)
         peak = peak_flops(self.device)
         flops = getattr(self.model, "flops_per_token", None)
@@ -310,6 +306,17 @@ class _ThroughputWindow:
         rate = (step - self.step) * tokens_per_step / elapsed
         self.step, self.start, self.paused_s = step, now, 0.0
         return rate
+
+
+def _check_finite(loss: torch.Tensor, step: int) -> float:
+    """The loss as a float (a host sync: call only at log and checkpoint points)."""
+    value = float(loss)
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"loss is {value} at step {step}; lower optimization.lr or check the data. "
+            "The last checkpoint before it is intact."
+        )
+    return value
 
 
 def _num_params(model: nn.Module) -> int:

@@ -116,3 +116,14 @@ def test_a_failing_monitor_never_stops_training(tiny_config: Path, tmp_path: Pat
     container = build_container(config, run_dir=tmp_path / "run")
     container.monitors.override(providers.Object([Broken()]))
     assert container.trainer().fit().step == 5
+
+
+def test_diverged_weights_are_never_checkpointed(tiny_config: Path, tmp_path: Path) -> None:
+    # NaN from step 12 on; the next log point is step 20, the checkpoint at 15 must refuse.
+    overrides = ["monitoring.log_interval=20", "checkpoint.interval=15"]
+    container = build_container(load_config(tiny_config, overrides), run_dir=tmp_path / "run")
+    vocab = container.tokenizer().vocab_size
+    diverging = providers.Object(NaNAfter(vocab, bad_call=12))
+    with container.model.override(diverging), pytest.raises(TrainingDiverged, match="at step 15"):
+        container.trainer().fit()
+    assert not (tmp_path / "run" / "checkpoints").exists()
