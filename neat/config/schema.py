@@ -148,3 +148,4 @@ _BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
 ]
 for _section, _cls in _BUILTIN:
     register_config(_section, _cls)
+import neat.config.tokenizers  # noqa: E402,F401  (registers bpe / hf tokenizer configs)
