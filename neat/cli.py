@@ -235,7 +235,8 @@ def config_validate(config_path: Path, overrides: tuple[str, ...]) -> None:
     from neat.config import load_config
 
     loaded = load_config(config_path, overrides)
-    click.echo(f"{config_path}: valid (model {loaded.model.type}, data {loaded.data.type})")
+    sources = ", ".join(source.type for source in loaded.data.sources)
+    click.echo(f"{config_path}: valid (model {loaded.model.type}, data {sources})")
 
 
 @cli.command()

@@ -1,18 +1,23 @@
 """The validated experiment config: schema, loading, overrides, migrations."""
 
 from neat.config.base import ComponentConfig, StrictModel, known_types, register_config
+from neat.config.data import (
+    ByteTokenizerConfig,
+    CharTokenizerConfig,
+    DataConfig,
+    JsonlSourceConfig,
+    SourceConfig,
+    TextSourceConfig,
+)
 from neat.config.loader import apply_override, dump_config, load_config, validate_config
 from neat.config.migrations import CURRENT_VERSION, MIGRATIONS
 from neat.config.schema import (
     AdamWConfig,
-    ByteTokenizerConfig,
-    CharTokenizerConfig,
     CheckpointConfig,
     ExperimentConfig,
     GPTConfig,
     LossEvaluatorConfig,
     MonitoringConfig,
-    TextDataConfig,
     TrainingConfig,
 )
 
@@ -24,12 +29,15 @@ __all__ = [
     "CharTokenizerConfig",
     "CheckpointConfig",
     "ComponentConfig",
+    "DataConfig",
     "ExperimentConfig",
     "GPTConfig",
+    "JsonlSourceConfig",
     "LossEvaluatorConfig",
     "MonitoringConfig",
+    "SourceConfig",
     "StrictModel",
-    "TextDataConfig",
+    "TextSourceConfig",
     "TrainingConfig",
     "apply_override",
     "dump_config",

@@ -159,12 +159,21 @@ def _suggest_key(loc: Sequence[str], data: Mapping[str, Any]) -> str:
 def _field_names_at(loc: Sequence[str], data: Any) -> list[str]:
     """Names valid at `loc`, following component sections through their `type`."""
     model: type[BaseModel] | None = ExperimentConfig
+    pending: tuple[type[BaseModel], str] | None = None  # a list field waiting for its index
     for part in loc:
+        if pending is not None and part.isdigit():
+            items = data if isinstance(data, list) else []
+            data = items[int(part)] if int(part) < len(items) else {}
+            model, pending = _model_of_field(*pending, data), None
+            continue
         if model is None or part not in model.model_fields:
             return []
         data = data.get(part, {}) if isinstance(data, Mapping) else {}
+        if typing.get_origin(model.model_fields[part].annotation) is list:
+            pending = (model, part)
+            continue
         model = _model_of_field(model, part, data)
-    return sorted(model.model_fields) if model is not None else []
+    return sorted(model.model_fields) if model is not None and pending is None else []
 
 
 def _model_of_field(owner: type[BaseModel], name: str, data: Any) -> type[BaseModel] | None:
@@ -183,6 +192,8 @@ def _model_of_field(owner: type[BaseModel], name: str, data: Any) -> type[BaseMo
 
 def _annotation_metadata(annotation: Any, metadata: list[Any]) -> list[Any]:
     found = list(metadata)
+    if typing.get_origin(annotation) is list:  # list[Annotated[..., Section]]
+        annotation = typing.get_args(annotation)[0]
     if typing.get_origin(annotation) is typing.Annotated:
         found.extend(annotation.__metadata__)
     return found

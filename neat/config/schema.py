@@ -6,19 +6,16 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, PositiveInt, model_validator
 
-from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
+from neat.config.base import ComponentConfig, StrictModel, component, register_config
+from neat.config.data import DataConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
 
 if TYPE_CHECKING:  # mypy sees the base class; at run time the registry dispatches on `type`
     ModelSection: TypeAlias = ComponentConfig
-    DataSection: TypeAlias = ComponentConfig
-    TokenizerSection: TypeAlias = ComponentConfig
     OptimizationSection: TypeAlias = ComponentConfig
     EvaluationSection: TypeAlias = ComponentConfig
 else:
     ModelSection = component("model")
-    DataSection = component("data")
-    TokenizerSection = component("tokenizer")
     OptimizationSection = component("optimization")
     EvaluationSection = component("evaluation")
 
@@ -47,30 +44,6 @@ class GPTConfig(ComponentConfig):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self
-
-
-class CharTokenizerConfig(ComponentConfig):
-    """One token per character seen in the corpus (vocab saved with the run)."""
-
-    type: Literal["char"] = "char"
-
-
-class ByteTokenizerConfig(ComponentConfig):
-    """One token per UTF-8 byte plus an end-of-text token."""
-
-    type: Literal["byte"] = "byte"
-
-
-class TextDataConfig(ComponentConfig):
-    """Plain text from a file, a directory (recursively) or a glob pattern."""
-
-    type: Literal["text"] = "text"
-    path: PathStr | list[PathStr]
-    tokenizer: TokenizerSection = Field(default_factory=CharTokenizerConfig)
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
-    cache_dir: PathStr | None = Field(
-        default=None, description="default: $NEAT_CACHE_DIR or ~/.cache/neat"
-    )
 
 
 class AdamWConfig(ComponentConfig):
@@ -125,7 +98,7 @@ class ExperimentConfig(StrictModel):
     version: int = CURRENT_VERSION
     name: str = "neat"
     model: ModelSection = Field(default_factory=GPTConfig)
-    data: DataSection
+    data: DataConfig
     optimization: OptimizationSection = Field(default_factory=AdamWConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationSection = Field(default_factory=LossEvaluatorConfig)
@@ -140,9 +113,6 @@ class ExperimentConfig(StrictModel):
 
 _BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
     ("model", GPTConfig),
-    ("tokenizer", CharTokenizerConfig),
-    ("tokenizer", ByteTokenizerConfig),
-    ("data", TextDataConfig),
     ("optimization", AdamWConfig),
     ("evaluation", LossEvaluatorConfig),
 ]

@@ -9,15 +9,12 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from neat.config.schema import (
-    AdamWConfig,
-    ExperimentConfig,
-    GPTConfig,
-    LossEvaluatorConfig,
-    TextDataConfig,
-)
+from neat.config.data import DataConfig, FileSourceConfig, JsonlSourceConfig, TextSourceConfig
+from neat.config.schema import AdamWConfig, ExperimentConfig, GPTConfig, LossEvaluatorConfig
 from neat.data import (
     BatchSampler,
+    JsonlSource,
+    MixtureSource,
     TextFileSource,
     TokenCache,
     TokenData,
@@ -42,9 +39,33 @@ def build_gpt(cfg: GPTConfig, vocab_size: int) -> nn.Module:
     return GPT(cfg, vocab_size)
 
 
-def build_text_source(cfg: TextDataConfig) -> IDataSource:
-    paths = [cfg.path] if isinstance(cfg.path, str) else list(cfg.path)
-    return TextFileSource(paths)
+def _file_options(cfg: FileSourceConfig) -> dict[str, Any]:
+    return {
+        "include": cfg.include,
+        "exclude": cfg.exclude,
+        "on_decode_error": cfg.on_decode_error,
+    }
+
+
+def build_text_source(cfg: TextSourceConfig, data: DataConfig) -> IDataSource:
+    return TextFileSource(_paths(cfg.path), **_file_options(cfg))
+
+
+def build_jsonl_source(cfg: JsonlSourceConfig, data: DataConfig) -> IDataSource:
+    return JsonlSource(
+        _paths(cfg.path),
+        text_field=cfg.text_field,
+        prompt_field=cfg.prompt_field,
+        response_field=cfg.response_field,
+        messages_field=cfg.messages_field,
+        format=data.format,
+        on_bad_line=cfg.on_bad_line,
+        **_file_options(cfg),
+    )
+
+
+def _paths(path: str | list[str]) -> list[str]:
+    return [path] if isinstance(path, str) else list(path)
 
 
 def build_adamw(cfg: AdamWConfig, training: Any) -> AdamWFactory:
@@ -65,7 +86,8 @@ def build_loss_evaluator(
 
 
 register_builder("model", "gpt", build_gpt)
-register_builder("data", "text", build_text_source)
+register_builder("source", "text", build_text_source)
+register_builder("source", "jsonl", build_jsonl_source)
 register_builder("tokenizer", "char", build_builtin_tokenizer)
 register_builder("tokenizer", "byte", build_builtin_tokenizer)
 register_builder("optimization", "adamw", build_adamw)
@@ -82,15 +104,24 @@ def make_device(config: ExperimentConfig) -> torch.device:
 
 
 def cache_dir_of(config: ExperimentConfig) -> Path:
-    cache_dir = getattr(config.data, "cache_dir", None)
+    cache_dir = config.data.cache_dir
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
+def make_data_source(config: ExperimentConfig) -> IDataSource:
+    """One source, or a weighted mixture of several."""
+    parts = [
+        (build("source", cfg, config.data), float(getattr(cfg, "weight", 1.0)))
+        for cfg in config.data.sources
+    ]
+    if len(parts) == 1:
+        source: IDataSource = parts[0][0]
+        return source
+    return MixtureSource(parts)
+
+
 def make_tokenizer(config: ExperimentConfig, source: IDataSource) -> ITokenizer:
-    tokenizer_cfg = getattr(config.data, "tokenizer", None)
-    if tokenizer_cfg is None:
-        raise ConfigError(f"data type {config.data.type!r} has no tokenizer section")
-    tokenizer: ITokenizer = build("tokenizer", tokenizer_cfg, source, cache_dir_of(config))
+    tokenizer: ITokenizer = build("tokenizer", config.data.tokenizer, source, cache_dir_of(config))
     return tokenizer
 
 
@@ -98,8 +129,7 @@ def make_token_data(
     config: ExperimentConfig, source: IDataSource, tokenizer: ITokenizer
 ) -> TokenData:
     cache = TokenCache(cache_dir_of(config))
-    val_fraction = float(getattr(config.data, "val_fraction", 0.1))
-    return prepare_token_data(source, tokenizer, cache, val_fraction)
+    return prepare_token_data(source, tokenizer, cache, config.data.val_fraction)
 
 
 def block_size_of(config: ExperimentConfig) -> int:

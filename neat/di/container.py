@@ -33,7 +33,7 @@ class ServiceContainer(containers.DeclarativeContainer):
     device = providers.Singleton(builders.make_device, config)
     precision = providers.Singleton(resolve_precision, config.provided.training.precision, device)
 
-    data_source = providers.Singleton(registry.build, "data", config.provided.data)
+    data_source = providers.Singleton(builders.make_data_source, config)
     tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source)
     token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer)
     train_batches = providers.Singleton(builders.make_train_batches, config, token_data, device)

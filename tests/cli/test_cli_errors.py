@@ -28,7 +28,10 @@ def train(config: Path, run: Path, *overrides: str) -> tuple[int, str]:
         ("optimization.lrr=0.1", "optimization.lrr: unknown key (did you mean 'optimization.lr'?)"),
         ("training.batch_size=ten", "training.batch_size: Input should be a valid integer"),
         ("model.type=mamba", "unknown model type 'mamba'; known types: gpt"),
-        ("data.tokenizer.type=bpe2", "unknown tokenizer type 'bpe2'; known types: byte, char"),
+        (
+            "data.tokenizer.type=bpe2",
+            "unknown tokenizer type 'bpe2'; known types: bpe, byte, char, hf",
+        ),
         ("monitoring.monitors=[console, wandb]", "unknown monitor 'wandb'"),
         ("model.n_embd=33", "n_embd (33) must be divisible by n_head (2)"),
     ],

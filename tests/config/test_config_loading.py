@@ -51,7 +51,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     sub = tmp_path / "exp"
     sub.mkdir()
     cfg = load_config(write(sub / "c.yaml", "data: {path: ../corpus.txt}\n"))
-    assert cfg.data.path == str(tmp_path / "corpus.txt")
+    assert cfg.data.sources[0].path == str(tmp_path / "corpus.txt")
 
 
 def test_overrides_scalars_lists_and_subtrees(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_registry_accepts_a_plugin_type() -> None:
 def test_shipped_examples_and_init_template_validate(tmp_path: Path) -> None:
     for name in ["shakespeare_char_cpu.yaml", "shakespeare_char.yaml"]:
         cfg = load_config(REPO / "examples" / name)
-        assert Path(cfg.data.path).is_file()
+        assert Path(cfg.data.sources[0].path).is_file()
     cfg = load_config(write(tmp_path / "neat.yaml", EXAMPLE_CONFIG))
     assert isinstance(cfg, ExperimentConfig)
-    assert cfg.data.path == str(tmp_path / "corpus.txt")
+    assert cfg.data.sources[0].path == str(tmp_path / "corpus.txt")
