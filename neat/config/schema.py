@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, PositiveInt, model_validator
 
-from neat.config.base import ComponentConfig, StrictModel, component, register_config
+from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
 from neat.config.data import DataConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
 
@@ -38,6 +38,9 @@ class GPTConfig(ComponentConfig):
     mlp: Literal["gelu"] = "gelu"
     norm: Literal["layernorm"] = "layernorm"
     position: Literal["learned"] = "learned"
+    init_from: PathStr | None = Field(
+        default=None, description="start from this run's or checkpoint's weights (fresh optimizer)"
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> GPTConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import structlog
 import torch
 from rich.console import Console
 from torch import nn
@@ -30,7 +31,7 @@ from neat.interfaces import IDataSource, IEvaluator, IMonitor, IOptimizerFactory
 from neat.models import GPT
 from neat.monitoring import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory
-from neat.persistence import Checkpointer
+from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.training.device import enable_fast_math, resolve_device
 from neat.training.run_dir import CHECKPOINTS, write_run_files
 
@@ -84,6 +85,8 @@ def build_loss_evaluator(
     batches = eval_batches(token_data.val, cfg.batch_size or batch_size, block_size, cfg.batches)
     return LossEvaluator(batches, token_data.tokenizer.token_bytes(), device, precision)
 
+
+log = structlog.get_logger(__name__)
 
 register_builder("model", "gpt", build_gpt)
 register_builder("source", "text", build_text_source)
@@ -139,7 +142,9 @@ def block_size_of(config: ExperimentConfig) -> int:
     return block_size
 
 
-def make_model(config: ExperimentConfig, tokenizer: ITokenizer) -> nn.Module:
+def make_model(
+    config: ExperimentConfig, tokenizer: ITokenizer, *, use_init_from: bool = True
+) -> nn.Module:
     """Build under a fixed seed, so init depends on training.seed and nothing else."""
     vocab_size = getattr(config.model, "vocab_size", None) or tokenizer.vocab_size
     if vocab_size < tokenizer.vocab_size:
@@ -150,6 +155,11 @@ def make_model(config: ExperimentConfig, tokenizer: ITokenizer) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.training.seed)
         model: nn.Module = build("model", config.model, vocab_size)
+    init_from = getattr(config.model, "init_from", None)
+    if init_from and use_init_from:  # weights only: the optimizer, step and data position start fresh
+        checkpoint = resolve_checkpoint(Path(init_from))
+        Checkpointer(checkpoint.parent).load(checkpoint, model)
+        log.info("model_initialised_from", checkpoint=str(checkpoint))
     return model
 
 

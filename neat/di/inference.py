@@ -30,7 +30,8 @@ def evaluate_checkpoint(
     tokenizer_file = path / "tokenizer.json"
     if tokenizer_file.is_file():  # the vocab the model was trained with, not a refit
         container.tokenizer.override(providers.Object(load_tokenizer(tokenizer_file)))
-    model = container.model()
+    # the checkpoint's weights replace the init anyway: skip model.init_from
+    model = make_model(config, container.tokenizer(), use_init_from=False)
     state = container.checkpointer().load(path, model)
     model.to(container.device())
     metrics: dict[str, Any] = dict(container.evaluator().evaluate(model))
@@ -45,7 +46,7 @@ def load_for_inference(checkpoint: Path, device: str = "auto") -> tuple[nn.Modul
     meta = read_checkpoint_meta(path)
     config = validate_config(meta["config"], source=str(path / "state.json"))
     tokenizer = load_tokenizer(path / "tokenizer.json")
-    model = make_model(config, tokenizer)
+    model = make_model(config, tokenizer, use_init_from=False)
     Checkpointer(path.parent).load(path, model)
     model.to(resolve_device(device))
     block_size = int(getattr(config.model, "block_size", 1024))

@@ -127,3 +127,29 @@ def test_resume_auto_finds_the_newest_run_of_the_config(
     assert list((tmp_path / "runs").iterdir()) == [run]  # continued, not a new run
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"]
     assert steps == list(range(1, 16))
+
+
+def test_init_from_starts_from_trained_weights_with_a_fresh_optimizer(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    base = tmp_path / "base"
+    assert invoke("train", "-c", str(tiny_config), "--run-dir", str(base))[0] == 0
+    base_train = [r for r in read_metrics(base / "metrics.jsonl") if r["event"] == "train"]
+    tuned = tmp_path / "tuned"
+    code, _, err = invoke(
+        "train",
+        "-c",
+        str(tiny_config),
+        "--run-dir",
+        str(tuned),
+        "--set",
+        f"model.init_from={base}",
+        "--set",
+        "training.max_steps=3",
+    )
+    assert code == 0, err
+    tuned_train = [r for r in read_metrics(tuned / "metrics.jsonl") if r["event"] == "train"]
+    assert [r["step"] for r in tuned_train] == [1, 2, 3]  # step count starts again
+    fresh_first = base_train[0]["loss"]
+    assert tuned_train[0]["loss"] < fresh_first - 0.3  # it starts where the base run ended
+    assert abs(tuned_train[0]["loss"] - base_train[-1]["loss"]) < 0.3
