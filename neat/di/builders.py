@@ -156,7 +156,7 @@ def make_model(
         torch.manual_seed(config.training.seed)
         model: nn.Module = build("model", config.model, vocab_size)
     init_from = getattr(config.model, "init_from", None)
-    if init_from and use_init_from:  # weights only: the optimizer, step and data position start fresh
+    if init_from and use_init_from:  # weights only: optimizer, step, data position start fresh
         checkpoint = resolve_checkpoint(Path(init_from))
         Checkpointer(checkpoint.parent).load(checkpoint, model)
         log.info("model_initialised_from", checkpoint=str(checkpoint))

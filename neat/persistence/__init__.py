@@ -1,4 +1,4 @@
-"""Checkpoints and RNG state: atomic, verified by sha256, and loaded without pickle."""
+"""Checkpoints and RNG state: atomic, verified by sha256, loaded without pickle; and cleanup."""
 
 from neat.persistence.checkpointer import (
     FORMAT_VERSION,
@@ -7,13 +7,25 @@ from neat.persistence.checkpointer import (
     read_checkpoint_meta,
     resolve_checkpoint,
 )
+from neat.persistence.cleanup import (
+    CleanPlan,
+    Removal,
+    apply_clean,
+    format_bytes,
+    plan_clean,
+)
 from neat.persistence.rng import capture_rng_state, restore_rng_state
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpointer",
+    "CleanPlan",
+    "Removal",
+    "apply_clean",
     "capture_rng_state",
+    "format_bytes",
     "is_complete",
+    "plan_clean",
     "read_checkpoint_meta",
     "resolve_checkpoint",
     "restore_rng_state",
