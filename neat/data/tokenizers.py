@@ -1,19 +1,26 @@
-"""Tokenizers (char, byte), their save/load format, and the builder the config uses."""
+"""Tokenizers (char, byte, BPE, any HF tokenizer.json), their files, and the config builders."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import structlog
+from pydantic import ValidationError
 
 from neat.config.base import ComponentConfig
-from neat.errors import CheckpointError, DataError
+from neat.config.tokenizers import BPETokenizerConfig, HFTokenizerConfig
+from neat.data.bpe import HFTokenizer, train_bpe
+from neat.errors import CheckpointError, ConfigError, DataError
 from neat.interfaces import IDataSource, ITokenizer
+
+log = structlog.get_logger(__name__)
 
 
 def _canonical(spec: dict[str, Any]) -> str:
@@ -67,6 +74,9 @@ class CharTokenizer:
                 "use only those characters, or train with data.tokenizer.type: byte"
             ) from None
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
+
     def decode(self, ids: Sequence[int]) -> str:
         chars, n = self.chars, len(self.chars)
         bad = [i for i in ids if not 0 <= i < n]
@@ -103,6 +113,9 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(text.encode("utf-8")) for text in texts]
+
     def decode(self, ids: Sequence[int]) -> str:
         bad = [i for i in ids if not 0 <= i <= self.EOT]
         if bad:
@@ -124,15 +137,22 @@ class ByteTokenizer:
 
 
 def load_tokenizer(path: Path) -> ITokenizer:
-    """Read a tokenizer written by `save`; CheckpointError when missing or not a tokenizer."""
+    """Read a tokenizer file: neat's own (char, byte) or any HF `tokenizer.json` (BPE, GPT-2,
+    Llama...). CheckpointError when missing or not a tokenizer."""
     try:
-        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        spec = json.loads(text)
     except FileNotFoundError:
         raise CheckpointError(
             f"tokenizer file {path} does not exist; is this a neat run or checkpoint folder?"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"tokenizer file {path} is unreadable or not JSON: {exc}") from exc
+    if isinstance(spec, dict) and "neat_tokenizer" not in spec and "model" in spec:
+        try:
+            return HFTokenizer.from_str(text)
+        except ValueError as exc:
+            raise CheckpointError(f"tokenizer file {path}: {exc}") from exc
     kind = spec.get("neat_tokenizer") if isinstance(spec, dict) else None
     if kind == "byte":
         return ByteTokenizer()
@@ -151,22 +171,145 @@ def encode_to_array(tokenizer: ITokenizer, text: str) -> np.ndarray:
     return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
-def _build_char(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
-    # The vocab depends only on the corpus, so cache it by the corpus fingerprint: a second
-    # run skips a full pass over the text.
-    path = Path(cache_dir) / f"vocab-char-{source.fingerprint()[:16]}.json"
-    if path.is_file():
-        try:
-            cached = load_tokenizer(path)
-        except CheckpointError:
-            cached = None  # a damaged cache file is rebuilt, never trusted
-        if isinstance(cached, CharTokenizer):
-            return cached
+def _char_cache_path(source: IDataSource, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"vocab-char-{source.fingerprint()[:16]}.json"
+
+
+def _fit_char(source: IDataSource, path: Path) -> CharTokenizer:
     tokenizer = CharTokenizer.fit(doc.text for doc in source.documents())
     if tokenizer.vocab_size == 0:
         raise DataError(f"{source.describe()} contains no text; check data.path")
     tokenizer.save(path)
     return tokenizer
+
+
+def _build_char(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+    # The vocab depends only on the corpus, so cache it by the corpus fingerprint: a second
+    # run skips a full pass over the text.
+    path = _char_cache_path(source, cache_dir)
+    cached = _load_cached(path, CharTokenizer)
+    if cached is not None:
+        return cached
+    return _fit_char(source, path)
+
+
+_T = TypeVar("_T")
+_C = TypeVar("_C", bound=ComponentConfig)
+
+
+def _load_cached(path: Path, kind: type[_T]) -> _T | None:
+    """A cached tokenizer of `kind`, or None; a damaged cache file is rebuilt, never trusted."""
+    if not path.is_file():
+        return None
+    try:
+        cached = load_tokenizer(path)
+    except CheckpointError:
+        return None
+    return cached if isinstance(cached, kind) else None
+
+
+def _typed(cfg: ComponentConfig, cls: type[_C]) -> _C:
+    """`cfg` as `cls` (a plain ComponentConfig naming the type is validated into one)."""
+    if isinstance(cfg, cls):
+        return cfg
+    try:
+        return cls.model_validate(cfg.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(f"data.tokenizer (type {cfg.type!r}) is invalid: {exc}") from None
+
+
+def _load_hf_file(path: Path, eot_token: str | None, hint: str) -> HFTokenizer:
+    """Load a tokenizer.json named by `data.tokenizer.path`; DataError naming the key."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"tokenizer file {path} does not exist; check data.tokenizer.path{hint}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"tokenizer file {path} is unreadable ({exc}); check data.tokenizer.path"
+        ) from exc
+    try:
+        tokenizer = HFTokenizer.from_str(text)
+    except ValueError as exc:
+        raise DataError(
+            f"tokenizer file {path} (data.tokenizer.path) is not a Hugging Face "
+            f"tokenizer.json: {exc}"
+        ) from exc
+    if eot_token is None:
+        return tokenizer
+    try:
+        return HFTokenizer(tokenizer.hf_tokenizer, eot_token)
+    except ValueError:
+        raise DataError(
+            f"data.tokenizer.eot_token {eot_token!r} is not in the vocabulary of {path}"
+        ) from None
+
+
+def bpe_cache_path(cfg: BPETokenizerConfig, source: IDataSource, cache_dir: Path) -> Path:
+    """Where the BPE trained for this corpus and these settings is cached."""
+    key = json.dumps(
+        [source.fingerprint(), cfg.vocab_size, list(cfg.special_tokens), cfg.min_frequency]
+    )
+    return Path(cache_dir) / f"bpe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _train_bpe(cfg: BPETokenizerConfig, source: IDataSource, path: Path) -> HFTokenizer:
+    """Train on `source` (streamed), save to `path`, log time and vocab size."""
+    counts = {"documents": 0, "chars": 0}
+
+    def texts() -> Iterator[str]:
+        for doc in source.documents():
+            counts["documents"] += 1
+            counts["chars"] += len(doc.text)
+            yield doc.text
+
+    log.info("tokenizer_training", type="bpe", vocab_size=cfg.vocab_size, source=source.describe())
+    start = time.perf_counter()
+    tokenizer = train_bpe(texts(), cfg.vocab_size, cfg.special_tokens, cfg.min_frequency)
+    seconds = time.perf_counter() - start
+    if counts["chars"] == 0:
+        raise DataError(f"{source.describe()} contains no text; check data.path")
+    tokenizer.save(path)
+    log.info(
+        "tokenizer_trained",
+        type="bpe",
+        vocab_size=tokenizer.vocab_size,
+        requested_vocab_size=cfg.vocab_size,
+        seconds=round(seconds, 3),
+        documents=counts["documents"],
+        chars=counts["chars"],
+        path=str(path),
+    )
+    if tokenizer.vocab_size < cfg.vocab_size:
+        log.warning(
+            "tokenizer_vocab_smaller_than_requested",
+            vocab_size=tokenizer.vocab_size,
+            requested_vocab_size=cfg.vocab_size,
+            hint="the corpus has too few repeated pairs; lower vocab_size or min_frequency",
+        )
+    return tokenizer
+
+
+_TRAIN_HINT = " (create it with `neat data tokenizer train -c CONFIG`, or remove the key to train)"
+
+
+def _build_bpe(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+    """A trained BPE: `path` if set, else the cached one for this corpus, else train now."""
+    bpe = _typed(cfg, BPETokenizerConfig)
+    if bpe.path is not None:
+        return _load_hf_file(Path(bpe.path), None, _TRAIN_HINT)
+    path = bpe_cache_path(bpe, source, cache_dir)
+    cached = _load_cached(path, HFTokenizer)
+    if cached is not None:
+        return cached
+    return _train_bpe(bpe, source, path)
+
+
+def _build_hf(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+    hf = _typed(cfg, HFTokenizerConfig)
+    return _load_hf_file(Path(hf.path), hf.eot_token, "")
 
 
 def _build_byte(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
@@ -176,7 +319,12 @@ def _build_byte(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> I
 TokenizerBuilder = Callable[[ComponentConfig, IDataSource, Path], ITokenizer]
 
 # `data.tokenizer.type` -> builder. Extend it to add a tokenizer type.
-TOKENIZERS: dict[str, TokenizerBuilder] = {"char": _build_char, "byte": _build_byte}
+TOKENIZERS: dict[str, TokenizerBuilder] = {
+    "char": _build_char,
+    "byte": _build_byte,
+    "bpe": _build_bpe,
+    "hf": _build_hf,
+}
 
 
 def build_tokenizer(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
@@ -187,3 +335,54 @@ def build_tokenizer(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) 
             f"unknown tokenizer type {cfg.type!r}; known: {', '.join(sorted(TOKENIZERS))}"
         )
     return builder(cfg, source, cache_dir)
+
+
+def train_tokenizer(
+    cfg: ComponentConfig,
+    source: IDataSource,
+    cache_dir: Path,
+    output: Path | None = None,
+    force: bool = False,
+) -> tuple[ITokenizer, Path]:
+    """Train (fit) the tokenizer `cfg` names; returns it and the file it lives in.
+
+    bpe: reuses the trained file (`data.tokenizer.path` if set and present, else the cache)
+    unless `force`; otherwise trains and writes `data.tokenizer.path` (or the cache). char: the
+    same with the char vocab cache. The file is also written to `output` when given, and then
+    `output` is returned. byte and hf have nothing to train (ConfigError).
+    """
+    tokenizer: ITokenizer
+    if cfg.type == "bpe":
+        bpe = _typed(cfg, BPETokenizerConfig)
+        home = Path(bpe.path) if bpe.path is not None else bpe_cache_path(bpe, source, cache_dir)
+        found: HFTokenizer | None = None
+        if not force:
+            if bpe.path is not None and home.exists():
+                found = _load_hf_file(home, None, "")  # the user's file: never silently replaced
+            elif bpe.path is None:
+                found = _load_cached(home, HFTokenizer)
+        if found is not None:
+            tokenizer = found
+            log.info("tokenizer_reused", type="bpe", path=str(home), vocab_size=found.vocab_size)
+        else:
+            # Without `path` the cache is refreshed too (the next `neat train` reuses it); a
+            # user-named `path` is written only when no other output is given.
+            destination = home
+            if bpe.path is not None and output is not None:
+                destination = Path(output)
+            tokenizer = _train_bpe(bpe, source, destination)
+    elif cfg.type == "char":
+        home = _char_cache_path(source, cache_dir)
+        cached = None if force else _load_cached(home, CharTokenizer)
+        tokenizer = cached if cached is not None else _fit_char(source, home)
+        log.info("tokenizer_ready", type="char", vocab_size=tokenizer.vocab_size, path=str(home))
+    else:
+        raise ConfigError(
+            f"data.tokenizer.type {cfg.type!r} has nothing to train; "
+            "only bpe and char tokenizers are trained on the corpus"
+        )
+    if output is not None:
+        output = Path(output)
+        tokenizer.save(output)
+        return tokenizer, output
+    return tokenizer, home

@@ -93,6 +93,8 @@ register_builder("source", "text", build_text_source)
 register_builder("source", "jsonl", build_jsonl_source)
 register_builder("tokenizer", "char", build_builtin_tokenizer)
 register_builder("tokenizer", "byte", build_builtin_tokenizer)
+register_builder("tokenizer", "bpe", build_builtin_tokenizer)
+register_builder("tokenizer", "hf", build_builtin_tokenizer)
 register_builder("optimization", "adamw", build_adamw)
 register_builder("evaluation", "lm", build_loss_evaluator)
 

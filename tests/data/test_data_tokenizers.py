@@ -156,8 +156,8 @@ def test_build_byte_and_unknown(tmp_path: Path) -> None:
     corpus.write_text("x", encoding="utf-8")
     source = TextFileSource([str(corpus)])
     assert isinstance(build_tokenizer(ByteTokenizerConfig(), source, tmp_path), ByteTokenizer)
-    with pytest.raises(ValueError, match="unknown tokenizer type 'bpe'"):
-        build_tokenizer(ComponentConfig(type="bpe"), source, tmp_path)
+    with pytest.raises(ValueError, match="unknown tokenizer type 'wordpiece'"):
+        build_tokenizer(ComponentConfig(type="wordpiece"), source, tmp_path)
 
 
 def test_tokenizer_registry_is_extensible(tmp_path: Path) -> None:
