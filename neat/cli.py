@@ -251,6 +251,44 @@ def init(directory: Path, force: bool) -> None:
     click.echo(f"wrote {path}; point data.path at your corpus, then: neat train -c {path}")
 
 
+@cli.group()
+def data() -> None:
+    """Prepare, inspect and tokenize the training data of a config."""
+
+
+@data.group()
+def tokenizer() -> None:
+    """Train the config's tokenizer."""
+
+
+@tokenizer.command("train")
+@config_options
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the trained tokenizer.json here.",
+)
+@click.option("--force", is_flag=True, help="Retrain even when a cached tokenizer exists.")
+@user_errors
+def tokenizer_train(
+    config_path: Path, overrides: tuple[str, ...], output: Path | None, force: bool
+) -> None:
+    """Train the config's bpe (or char) tokenizer; `neat train` also does it on first use."""
+    from neat.config import load_config
+    from neat.data import train_tokenizer
+    from neat.di.builders import cache_dir_of, make_data_source
+
+    config = load_config(config_path, overrides)
+    trained, path = train_tokenizer(
+        config.data.tokenizer,
+        make_data_source(config),
+        cache_dir_of(config),
+        output=output,
+        force=force,
+    )
+    click.echo(f"tokenizer: {trained.vocab_size} tokens, saved to {path}")
+
+
 @cli.command()
 @click.argument("path", default=".", type=click.Path(path_type=Path, file_okay=False, exists=False))
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
