@@ -1,26 +1,45 @@
-"""Tokenized corpora on disk, keyed by content, shared by every run and process."""
+"""Tokenized corpora on disk, keyed by content, shared by every run and process.
+
+One entry is a folder `<root>/<key>/`:
+
+    manifest.json       written last; without a valid one the folder is never used
+    shard_00000.bin     tokens, uint16 when the vocabulary fits, else uint32
+    shard_00000.mask    (prompt_response data only) uint8, 1 = the token is a training target
+    shard_00001.bin     ...
+    tokenizer.json      the tokenizer that made the tokens, when it can be saved
+
+The key is a hash of the cache format version, the source's fingerprint (its content), the
+tokenizer's fingerprint and the data format, so an unchanged corpus is tokenized once and a
+changed one always again. Entries are built in `<root>/.tmp-<key>-<pid>/` and renamed into
+place, so a folder under a final name is complete; `neat.data.prepare` builds them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
 
-from neat.errors import DataError
 from neat.interfaces import IDataSource, ITokenizer
+
+if TYPE_CHECKING:
+    from neat.data.prepare import PreparedData
 
 log = structlog.get_logger(__name__)
 
 # Bump when the layout or the token stream changes: old entries then simply miss.
-CACHE_FORMAT_VERSION = "1"
-_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+CACHE_FORMAT_VERSION = "2"
+MANIFEST = "manifest.json"
+TMP_PREFIX = ".tmp-"
+DATA_FORMATS = ("text", "prompt_response")
+_DTYPES: dict[str, type[np.unsignedinteger[Any]]] = {"uint16": np.uint16, "uint32": np.uint32}
 
 
 def default_cache_dir() -> Path:
@@ -29,95 +48,111 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "neat"
 
 
-class TokenCache:
-    """Maps (corpus, tokenizer) to a read-only memmap of all their tokens.
+def token_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
+    """uint16 while every id fits (vocab_size <= 65536), else uint32."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
 
-    Entries are built in a private temporary folder and renamed into place, so a folder
-    under its final name is always complete; one without a valid meta.json is rebuilt.
-    """
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}"
+
+
+def cache_key(source: IDataSource, tokenizer: ITokenizer, data_format: str = "text") -> str:
+    """The entry name for these tokens: a sha256 of everything the token stream depends on."""
+    return key_of(source.fingerprint(), tokenizer.fingerprint(), data_format)
+
+
+def key_of(source_fingerprint: str, tokenizer_fingerprint: str, data_format: str) -> str:
+    """`cache_key` from fingerprints already computed (a source's may read the whole corpus)."""
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data format must be one of {DATA_FORMATS}, got {data_format!r}")
+    text = "\n".join([CACHE_FORMAT_VERSION, source_fingerprint, tokenizer_fingerprint, data_format])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard file, opened read-only (a memmap), and its mask when the data has masks."""
+
+    tokens: np.ndarray
+    mask: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def open_entry(entry: Path) -> tuple[dict[str, Any], list[Shard]] | None:
+    """The manifest and shards of a complete entry, or None: no manifest, a manifest of
+    another format version, or files that do not match it (truncated, missing)."""
+    try:
+        manifest: Any = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format_version") != CACHE_FORMAT_VERSION:
+            return None
+        dtype = np.dtype(_DTYPES[manifest["dtype"]])
+        has_mask = manifest["has_mask"]
+        listed = manifest["shards"]
+        total = manifest["tokens"]
+        if not isinstance(has_mask, bool) or not isinstance(total, int) or total <= 0:
+            return None
+        shards: list[Shard] = []
+        for item in listed:
+            name, count = item["file"], item["tokens"]
+            if not isinstance(name, str) or "/" in name or not isinstance(count, int) or count <= 0:
+                return None
+            path = entry / name
+            if path.stat().st_size != count * dtype.itemsize:
+                return None
+            mask = None
+            if has_mask:
+                mask_path = path.with_suffix(".mask")
+                if mask_path.stat().st_size != count:
+                    return None
+                mask = np.memmap(mask_path, dtype=np.uint8, mode="r", shape=(count,))
+            tokens = np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+            shards.append(Shard(tokens, mask))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not shards or sum(len(s) for s in shards) != total:
+        return None
+    return manifest, shards
+
+
+class TokenCache:
+    """A cache root: look entries up by (source, tokenizer, format), or prepare them."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def key(self, source: IDataSource, tokenizer: ITokenizer) -> str:
-        text = f"{CACHE_FORMAT_VERSION}\n{source.fingerprint()}\n{tokenizer.fingerprint()}"
-        return hashlib.sha256(text.encode()).hexdigest()
+    def key(self, source: IDataSource, tokenizer: ITokenizer, data_format: str = "text") -> str:
+        return cache_key(source, tokenizer, data_format)
 
-    def tokens(self, source: IDataSource, tokenizer: ITokenizer) -> np.ndarray:
-        key = self.key(source, tokenizer)
-        final = self.root / key
-        cached = self._open(final)
-        if cached is not None:
-            log.info(
-                "token_cache.hit", key=key[:16], num_tokens=len(cached), source=source.describe()
-            )
-            return cached
-        tmp = self.root / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            num_tokens = self._build(tmp, source, tokenizer)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                # The name is taken: by another process that finished first (use theirs), or
-                # by a broken leftover of a crash or an older version (replace it).
-                if self._open(final) is None:
-                    shutil.rmtree(final, ignore_errors=True)
-                    os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("token_cache.build", key=key[:16], num_tokens=num_tokens, source=source.describe())
-        opened = self._open(final)
-        if opened is None:  # pragma: no cover - only if the folder vanished under us
-            raise DataError(f"token cache entry {final} disappeared right after it was built")
-        return opened
+    def get(
+        self, source: IDataSource, tokenizer: ITokenizer, data_format: str = "text"
+    ) -> PreparedData | None:
+        """The complete entry for these tokens, or None (nothing is built)."""
+        from neat.data.prepare import load_prepared
 
-    def _build(self, tmp: Path, source: IDataSource, tokenizer: ITokenizer) -> int:
-        dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
-        eot = tokenizer.eot_id
-        num_tokens = 0
-        with (tmp / "tokens.bin").open("wb") as f:
-            for doc in source.documents():
-                ids = np.asarray(tokenizer.encode(doc.text), dtype=dtype)
-                ids.tofile(f)
-                num_tokens += len(ids)
-                if eot is not None:  # documents stay apart: the model learns where text ends
-                    np.asarray([eot], dtype=dtype).tofile(f)
-                    num_tokens += 1
-            f.flush()
-            os.fsync(f.fileno())
-        if num_tokens == 0:
-            raise DataError(f"{source.describe()} has no tokens (empty files?); check data.path")
-        meta = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "dtype": np.dtype(dtype).name,
-            "num_tokens": num_tokens,
-            "source": source.describe(),
-            "tokenizer_fingerprint": tokenizer.fingerprint(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        with (tmp / "meta.json").open("w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        return num_tokens
+        return load_prepared(self.root / self.key(source, tokenizer, data_format))
 
-    @staticmethod
-    def _open(entry: Path) -> np.ndarray | None:
-        """The entry's tokens, or None unless meta.json is valid and matches tokens.bin."""
-        try:
-            meta: Any = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-            dtype = _DTYPES[meta["dtype"]]
-            num_tokens = meta["num_tokens"]
-            size = (entry / "tokens.bin").stat().st_size
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if (
-            meta.get("format_version") != CACHE_FORMAT_VERSION
-            or not isinstance(num_tokens, int)
-            or num_tokens <= 0
-            or size != num_tokens * np.dtype(dtype).itemsize
-        ):
-            return None
-        return np.memmap(entry / "tokens.bin", dtype=dtype, mode="r", shape=(num_tokens,))
+    def prepare(
+        self,
+        source: IDataSource,
+        tokenizer: ITokenizer,
+        *,
+        workers: int | None = None,
+        shard_tokens: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        data_format: str | None = None,
+    ) -> PreparedData:
+        """`neat.data.prepare.prepare_source` into this root."""
+        from neat.data.prepare import DEFAULT_SHARD_TOKENS, prepare_source
+
+        return prepare_source(
+            source,
+            tokenizer,
+            self.root,
+            workers=workers if workers is not None else (os.cpu_count() or 1),
+            shard_tokens=shard_tokens if shard_tokens is not None else DEFAULT_SHARD_TOKENS,
+            progress=progress,
+            data_format=data_format,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import glob
 import hashlib
@@ -20,6 +21,8 @@ from neat.interfaces import Document
 log = structlog.get_logger(__name__)
 
 _BLOCK = 1 << 20  # hash files in 1 MiB blocks so a large corpus never sits in memory twice
+PIECE_BYTES = 8 << 20  # a larger file is read and yielded in pieces of about this size
+_SNIFF = 8192  # NUL bytes in a file's first bytes mark it binary
 
 
 def _is_hidden(name: str) -> bool:
@@ -94,6 +97,12 @@ class TextFileSource:
 
     `on_decode_error` decides what a binary or non-UTF-8 file does: `skip` it (counted and
     named in `report`), decode it with replacement characters (`replace`), or stop (`fail`).
+
+    A file larger than `piece_bytes` is never read whole: it is checked in one streaming pass,
+    then yielded as several documents of about `piece_bytes`, each cut after a line break
+    (preferably one between two non-space characters, where subword pre-tokenizers split
+    anyway); all but the last piece carry `metadata={"continued": True}`, which tells the token
+    cache not to end the document there. Memory stays flat in the file's size.
     """
 
     kind = "text"
@@ -106,7 +115,10 @@ class TextFileSource:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         on_decode_error: str = "fail",
+        piece_bytes: int = PIECE_BYTES,
     ) -> None:
+        if piece_bytes <= 0:
+            raise ValueError(f"piece_bytes must be positive, got {piece_bytes}")
         if isinstance(paths, str | os.PathLike):  # a lone path, not a list of characters
             paths = [os.fspath(paths)]
         self.paths = [os.fspath(p) for p in paths]
@@ -114,6 +126,7 @@ class TextFileSource:
         self.include = list(include)
         self.exclude = list(exclude)
         self.on_decode_error = on_decode_error
+        self.piece_bytes = piece_bytes
         self.report = ReadReport()
         self.files = self._resolve()
 
@@ -147,11 +160,73 @@ class TextFileSource:
     def documents(self) -> Iterator[Document]:
         self.report = ReadReport()
         for file in self.files:
-            text = self._read(file)
-            if text is not None:
-                yield Document(text=text, source=str(file))
+            previous: str | None = None
+            for piece in self._texts(file):
+                if previous is not None:  # one piece of look-ahead: is this the last one?
+                    yield Document(text=previous, source=str(file), metadata={"continued": True})
+                previous = piece
+            if previous is not None:
+                yield Document(text=previous, source=str(file))
         if self.report.undecodable or self.report.replaced:
             log.warning("data_files_not_utf8", summary=self.report.summary())
+
+    def _size(self, file: Path) -> int:
+        try:
+            return file.stat().st_size
+        except OSError as exc:
+            raise DataError(f"cannot read data file {file}: {exc}") from exc
+
+    def _texts(self, file: Path, *, whole_lines: bool = False) -> Iterator[str]:
+        """The file's text: whole when small, else in pieces that each end after a line break
+        (`whole_lines`: never inside a line, however long; otherwise a line longer than a
+        piece is cut where the piece ends)."""
+        if self._size(file) <= self.piece_bytes:
+            text = self._read(file)
+            if text is not None:
+                yield text
+            return
+        errors = self._check(file)
+        if errors is None:
+            return
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors=errors)
+        carry = ""
+        try:
+            with file.open("rb") as f:
+                while block := f.read(self.piece_bytes):
+                    if errors == "replace":
+                        block = block.replace(b"\0", b"")
+                    text = carry + decoder.decode(block)
+                    cut = _cut(text, whole_lines)
+                    if cut:
+                        yield text[:cut]
+                    carry = text[cut:]
+                text = carry + decoder.decode(b"", final=True)
+        except OSError as exc:
+            raise DataError(f"cannot read data file {file}: {exc}") from exc
+        except UnicodeDecodeError as exc:  # the file changed after it was checked
+            raise DataError(f"data file {file} changed while it was read ({exc})") from exc
+        if text:
+            yield text
+
+    def _check(self, file: Path) -> str | None:
+        """Decode a large file once without keeping it: the errors mode to read it with, or
+        None to skip it (the same policy as `_read`)."""
+        decoder = codecs.getincrementaldecoder(self.encoding)()
+        offset = 0
+        try:
+            with file.open("rb") as f:
+                while block := f.read(self.piece_bytes):
+                    if offset == 0 and b"\0" in block[:_SNIFF]:
+                        at = block.index(b"\0")
+                        raise UnicodeDecodeError(self.encoding, block, at, at + 1, "NUL byte")
+                    decoder.decode(block)
+                    offset += len(block)
+                decoder.decode(b"", final=True)
+        except OSError as exc:
+            raise DataError(f"cannot read data file {file}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            return self._undecodable(file, offset + exc.start, exc)
+        return "strict"
 
     def _read(self, file: Path) -> str | None:
         try:
@@ -159,23 +234,30 @@ class TextFileSource:
         except OSError as exc:
             raise DataError(f"cannot read data file {file}: {exc}") from exc
         try:
-            if b"\0" in raw[:8192]:  # NUL bytes: a binary file, whatever its bytes decode to
+            if b"\0" in raw[:_SNIFF]:  # NUL bytes: a binary file, whatever its bytes decode to
                 raise UnicodeDecodeError(
                     self.encoding, raw, raw.index(b"\0"), raw.index(b"\0") + 1, "NUL byte"
                 )
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            if self.on_decode_error == "skip":
-                self.report.undecodable.append(str(file))
+            if self._undecodable(file, exc.start, exc) is None:
                 return None
-            if self.on_decode_error == "replace":
-                self.report.replaced.append(str(file))
-                return raw.replace(b"\0", b"").decode(self.encoding, errors="replace")
-            raise DataError(
-                f"data file {file} is binary or not valid {self.encoding} "
-                f"(bad byte at offset {exc.start}); convert it, remove it from data.path, or set "
-                "on_decode_error: skip (or replace) on the source"
-            ) from exc
+            return raw.replace(b"\0", b"").decode(self.encoding, errors="replace")
+
+    def _undecodable(self, file: Path, offset: int, exc: UnicodeDecodeError) -> str | None:
+        """Apply `on_decode_error` to a bad file: None to skip it, "replace" to decode it with
+        replacement characters; DataError to stop."""
+        if self.on_decode_error == "skip":
+            self.report.undecodable.append(str(file))
+            return None
+        if self.on_decode_error == "replace":
+            self.report.replaced.append(str(file))
+            return "replace"
+        raise DataError(
+            f"data file {file} is binary or not valid {self.encoding} "
+            f"(bad byte at offset {offset}); convert it, remove it from data.path, or set "
+            "on_decode_error: skip (or replace) on the source"
+        ) from exc
 
     def fingerprint(self) -> str:
         """Changes whenever any file's content, name or the file set changes (cache key)."""
@@ -186,6 +268,9 @@ class TextFileSource:
                 while block := f.read(_BLOCK):
                     content.update(block)
             digest.update(f"{file.resolve()}\0{content.hexdigest()}\n".encode())
+        if any(self._size(file) > self.piece_bytes for file in self.files):
+            # Where pieces are cut can change a subword tokenization at the cut.
+            digest.update(f"pieces:{self.piece_bytes}\n".encode())
         return digest.hexdigest()
 
     def describe(self) -> str:
@@ -229,15 +314,15 @@ class JsonlSource(TextFileSource):
     def documents(self) -> Iterator[Document]:
         self.report = ReadReport()
         for file in self.files:
-            text = self._read(file)
-            if text is None:
-                continue
-            for number, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                document = self._parse(line, f"{file}:{number}")
-                if document is not None:
-                    yield document
+            number = 0
+            for text in self._texts(file, whole_lines=True):  # pieces end after a line break
+                for line in text.splitlines():
+                    number += 1
+                    if not line.strip():
+                        continue
+                    document = self._parse(line, f"{file}:{number}")
+                    if document is not None:
+                        yield document
         if self.report.bad_lines or self.report.undecodable or self.report.replaced:
             log.warning("data_lines_skipped", summary=self.report.summary())
 
@@ -285,6 +370,23 @@ class JsonlSource(TextFileSource):
 
     def describe(self) -> str:
         return "jsonl " + super().describe().removeprefix("text ")
+
+
+def _cut(text: str, whole_lines: bool) -> int:
+    """Where to end a piece of `text` (whose continuation is still unread): after the last line
+    break between two non-space characters (where subword pre-tokenizers split anyway, so the
+    cut changes no token), else after the last line break, else (unless `whole_lines`) at the
+    end; 0 means keep reading."""
+    end = len(text)
+    at = text.rfind("\n")
+    last_break = at + 1
+    while at >= 0:
+        if 0 < at < end - 1 and not text[at - 1].isspace() and not text[at + 1].isspace():
+            return at + 1
+        at = text.rfind("\n", 0, at)
+    if last_break:
+        return last_break
+    return 0 if whole_lines else end
 
 
 def _string(record: Any, key: str) -> str:

@@ -17,7 +17,6 @@ from neat.data import (
     JsonlSource,
     MixtureSource,
     TextFileSource,
-    TokenCache,
     TokenData,
     default_cache_dir,
     eval_batches,
@@ -82,7 +81,10 @@ def build_loss_evaluator(
     device: torch.device,
     precision: str,
 ) -> IEvaluator:
-    batches = eval_batches(token_data.val, cfg.batch_size or batch_size, block_size, cfg.batches)
+    """Loss, perplexity and bits per byte on fixed batches from every part's val split."""
+    batches = eval_batches(
+        token_data.val_splits(), cfg.batch_size or batch_size, block_size, cfg.batches
+    )
     return LossEvaluator(batches, token_data.tokenizer.token_bytes(), device, precision)
 
 
@@ -133,8 +135,8 @@ def make_tokenizer(config: ExperimentConfig, source: IDataSource) -> ITokenizer:
 def make_token_data(
     config: ExperimentConfig, source: IDataSource, tokenizer: ITokenizer
 ) -> TokenData:
-    cache = TokenCache(cache_dir_of(config))
-    return prepare_token_data(source, tokenizer, cache, config.data.val_fraction)
+    """Each source part prepared (or found) in the token cache, split into train and val."""
+    return prepare_token_data(source, tokenizer, cache_dir_of(config), config.data.val_fraction)
 
 
 def block_size_of(config: ExperimentConfig) -> int:
@@ -177,7 +179,7 @@ def make_train_batches(
     config: ExperimentConfig, token_data: TokenData, device: torch.device
 ) -> BatchSampler:
     return BatchSampler(
-        token_data.train,
+        token_data.weighted_train(),
         batch_size=config.training.batch_size,
         block_size=block_size_of(config),
         seed=config.training.seed,

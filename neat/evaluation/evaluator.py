@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from neat.interfaces import Batch
+from neat.models.gpt import IGNORE_INDEX
 from neat.optimization.precision import autocast
 
 
@@ -18,7 +19,12 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
 
 
 class LossEvaluator:
-    """Implements IEvaluator. The batches are fixed at construction, so evals compare."""
+    """Implements IEvaluator. The batches are fixed at construction, so evals compare.
+
+    Only real targets count: a target of IGNORE_INDEX (a prompt token of prompt/response
+    data) adds no nats, no token and no bytes. The model's loss is the mean over its counted
+    targets, so each batch weighs by that count.
+    """
 
     def __init__(
         self,
@@ -28,32 +34,36 @@ class LossEvaluator:
         precision: str = "fp32",
     ) -> None:
         self.batches = list(batches)
-        self.token_bytes = torch.tensor(list(token_bytes), dtype=torch.long)
         self.device = device
         self.precision = precision
+        byte_table = torch.tensor(list(token_bytes), dtype=torch.long)
+        self.counts: list[int] = []
+        self.byte_counts: list[int] = []
+        for batch in self.batches:
+            targets = batch.targets[batch.targets != IGNORE_INDEX]
+            self.counts.append(int(targets.numel()))
+            self.byte_counts.append(int(byte_table[targets.cpu()].sum()))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         was_training = model.training
         model.eval()
         total_nats = torch.zeros((), dtype=torch.float64, device=self.device)
-        total_tokens = 0
-        total_bytes = 0
         try:
-            for batch in self.batches:
+            for batch, count in zip(self.batches, self.counts, strict=True):
+                if count == 0:
+                    continue
                 x = batch.input_ids.to(self.device, non_blocking=True)
                 y = batch.targets.to(self.device, non_blocking=True)
                 with autocast(self.precision, self.device):
                     loss = model(x, y)["loss"]
-                total_nats += loss.double() * y.numel()
-                total_tokens += y.numel()
-                total_bytes += int(self.token_bytes[batch.targets].sum())
+                total_nats += loss.double() * count
         finally:
             model.train(was_training)
-        nats = float(total_nats)
-        val_loss = nats / max(total_tokens, 1)
+        nats = float(total_nats)  # the one host sync of an evaluation
+        val_loss = nats / max(sum(self.counts), 1)
         return {
             "val_loss": val_loss,
             "val_ppl": math.exp(min(val_loss, 700.0)),
-            "val_bpb": bits_per_byte(nats, total_bytes),
+            "val_bpb": bits_per_byte(nats, sum(self.byte_counts)),
         }

@@ -64,3 +64,16 @@ def test_tokenizer_train_refuses_a_byte_tokenizer(tiny_config: Path) -> None:
         "data", "tokenizer", "train", "-c", str(tiny_config), "--set", "data.tokenizer.type=byte"
     )
     assert code == 2 and "nothing to train" in err
+
+
+def test_prepare_then_inspect(tiny_config: Path) -> None:
+    code, out, err = invoke("data", "prepare", "-c", str(tiny_config), "--workers", "1")
+    assert code == 0, err
+    assert "60,000 tokens" in out and ("built" in out or "cached" in out)
+    again = invoke("data", "prepare", "-c", str(tiny_config))
+    assert again[0] == 0 and again[1].startswith("cached")  # never tokenized twice
+    code, out, err = invoke("data", "inspect", "-c", str(tiny_config), "--json", "--samples", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tokens"] == 60_000 and report["documents"] == 1
+    assert len(report["samples"]) == 2

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from neat.data import BatchSampler, eval_batches
+from neat.data import IGNORE_INDEX, BatchSampler, Segment, Split, eval_batches
 from neat.errors import DataError
 from neat.interfaces import Batch
 
@@ -128,3 +129,121 @@ def test_eval_batches_short_split() -> None:
     assert len(small) == 1 and small[0].input_ids.shape == (3, 10)
     with pytest.raises(DataError, match=r"val split has 10 tokens.*raise data\.val_fraction"):
         eval_batches(np.arange(10, dtype=np.uint16), batch_size=4, block_size=10, num_batches=5)
+
+
+# -- segments (shards), weighted parts, masks ---------------------------------------------------
+
+
+def _segments(sizes: list[int], base: int = 0, mask_every: int = 0) -> Split:
+    """Segments whose token values are base + 1000 * segment + position: a window that
+    crossed a segment end would jump by more than 1."""
+    segments = []
+    for k, n in enumerate(sizes):
+        shard = np.arange(n + 6, dtype=np.uint16) + base + 1000 * k
+        mask = None
+        if mask_every:
+            mask = (np.arange(n + 6) % mask_every != 0).astype(np.uint8)
+        segments.append(Segment(shard, 3, 3 + n, mask))  # segments need not start at 0
+    return Split(tuple(segments))
+
+
+def test_windows_never_cross_a_segment_end() -> None:
+    split = _segments([95, 41, 7, 230])  # 7 is shorter than one window: never sampled
+    sampler = BatchSampler(split, batch_size=4, block_size=10, seed=0)
+    assert sampler.num_windows == 9 + 4 + 0 + 22
+    starts: set[int] = set()
+    for batch in _draw(sampler, sampler.batches_per_epoch * 3):
+        x, y = batch.input_ids, batch.targets
+        assert torch.equal(y, x + 1) and torch.equal(x[:, 1:], x[:, :-1] + 1)
+        first, last = x[:, 0] % 1000, y[:, -1] % 1000
+        assert bool((first >= 3).all())  # never before its segment's start
+        ends = torch.tensor([3 + [95, 41, 7, 230][int(k)] for k in x[:, 0] // 1000])
+        assert bool((last < ends).all())  # the last target is inside the segment
+        starts.update(x[:, 0].tolist())
+    assert {s // 1000 for s in starts} == {0, 1, 3}
+
+
+@pytest.mark.parametrize("k", [0, 5, 11, 12, 30])
+def test_resume_replays_exactly_over_shards_and_mixtures(k: int) -> None:
+    def make() -> BatchSampler:
+        parts = [(_segments([95, 41, 60]), 2.0), (_segments([33, 77], base=10_000), 1.0)]
+        return BatchSampler(parts, batch_size=3, block_size=8, seed=11)
+
+    running = make()
+    assert running.batches_per_epoch == 12
+    _draw(running, k)
+    state = running.state_dict()
+    assert set(state) == {"epoch", "cursor"} and all(isinstance(v, int) for v in state.values())
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    assert _same(_draw(running, 20), _draw(resumed, 20))
+
+
+def test_mixture_weights_set_each_parts_share_of_rows() -> None:
+    # Token ranges tell the parts apart: part A's values are < 10_000, part B's above; each
+    # part is two shards of consecutive values.
+    def part(base: int) -> Split:
+        values = np.arange(base, base + 8000, dtype=np.uint16)
+        return Split((Segment(values[:4000], 0, 4000), Segment(values[4000:], 0, 4000)))
+
+    sampler = BatchSampler([(part(0), 3.0), (part(10_000), 1.0)], 10, 16, seed=5)
+    rows = sampler.batches_per_epoch * 10
+    firsts = torch.cat([x.input_ids[:, 0] for x in _draw(sampler, sampler.batches_per_epoch)])
+    from_a = int((firsts < 10_000).sum())
+    assert abs(from_a - 0.75 * rows) <= 0.5  # 3:1, exactly up to rounding
+    # B's share (247 rows) is under its 498 slots: one pass, no slot twice. A's (743 rows)
+    # is over: every slot of A, then a second, freshly shuffled pass.
+    assert len({int(v) // 16 for v in firsts if v >= 10_000}) == rows - from_a
+    assert len({int(v) // 16 for v in firsts if v < 10_000}) == 2 * (3999 // 16) == 498
+    # Every batch mixes the parts (rows are shuffled, not blocked by part).
+    mixed = _draw(sampler, 5)
+    assert all(bool((b.input_ids[:, 0] < 10_000).any()) for b in mixed)
+
+
+def test_a_heavy_small_part_is_cycled_with_fresh_orders() -> None:
+    small = _segments([81])  # 8 slots of 10
+    big = _segments([2000], base=10_000)
+    sampler = BatchSampler([(small, 1.0), (big, 1.0)], batch_size=4, block_size=10, seed=1)
+    firsts = torch.cat([b.input_ids[:, 0] for b in _draw(sampler, sampler.batches_per_epoch)])
+    small_rows = [int(v) for v in firsts if v < 10_000]
+    assert len(small_rows) == 102  # half the rows: 12.75 passes over its 8 slots
+    visits = np.bincount([(v - 3) // 10 for v in small_rows], minlength=8).tolist()
+    assert sorted(visits) == [12, 12, 13, 13, 13, 13, 13, 13]
+    passes = [[(v - 3) // 10 for v in small_rows[i : i + 8]] for i in range(0, 96, 8)]
+    assert all(sorted(p) == list(range(8)) for p in passes)  # each pass visits every slot once
+    assert len({tuple(p) for p in passes}) > 1  # in a fresh order
+
+
+def test_a_part_too_small_for_one_window_is_named() -> None:
+    tiny = Split((Segment(np.arange(5, dtype=np.uint16), 0, 5),), "train split of tiny.txt")
+    with pytest.raises(DataError, match=r"train split of tiny\.txt has 5 tokens.*data\.sources"):
+        BatchSampler([(TOKENS, 1.0), (tiny, 1.0)], batch_size=4, block_size=8, seed=0)
+
+
+def test_masked_targets_are_ignore_index() -> None:
+    split = _segments([500, 300], mask_every=3)
+    sampler = BatchSampler(split, batch_size=6, block_size=12, seed=2)
+    for batch in _draw(sampler, 10):
+        x, y = batch.input_ids, batch.targets
+        positions = (x + 1) % 1000  # the shard position of each target
+        ignored = positions % 3 == 0
+        assert bool((y[ignored] == IGNORE_INDEX).all())
+        assert torch.equal(y[~ignored], (x + 1)[~ignored])
+        assert bool(ignored.any()) and bool((~ignored).any())
+
+
+def test_eval_batches_cover_every_part_in_order_with_masks() -> None:
+    a = _segments([45, 45], mask_every=4)
+    b = _segments([200], base=10_000)
+    batches = eval_batches([a, b], batch_size=4, block_size=10, num_batches=3)
+    assert len(batches) == 3
+    firsts = torch.cat([x.input_ids[:, 0] for x in batches]).tolist()
+    # 12 windows shared evenly: part A has 8 (4 per segment), then 4 from part B, in order.
+    assert firsts[:6] == [3, 13, 23, 33, 1003, 1013]
+    assert firsts[6:] == [10_003, 10_013, 10_023, 10_033, 10_043, 10_053]
+    targets = torch.cat([x.targets for x in batches])
+    inputs = torch.cat([x.input_ids for x in batches])
+    masked = ((inputs + 1) % 1000 % 4 == 0) & (inputs < 10_000)
+    assert bool((targets[masked] == IGNORE_INDEX).all())
+    assert torch.equal(targets[~masked], (inputs + 1)[~masked])
+    assert _same(batches, eval_batches([a, b], 4, 10, 3))
