@@ -175,6 +175,6 @@ def test_loss_evaluator_counts_only_trained_targets(sft_batch: Batch) -> None:
     assert metrics["val_bpb"] == pytest.approx(float(nats) / (np.log(2) * answer_bytes), rel=1e-6)
     # Without ignored targets it is exactly the plain LossEvaluator.
     plain = [Batch(x, torch.where(trained, y, x))]
-    assert LossEvaluator(plain, token_bytes, torch.device("cpu")).evaluate(
-        model
-    ) == LossEvaluator(plain, token_bytes, torch.device("cpu")).evaluate(model)
+    assert LossEvaluator(plain, token_bytes, torch.device("cpu")).evaluate(model) == LossEvaluator(
+        plain, token_bytes, torch.device("cpu")
+    ).evaluate(model)
