@@ -121,4 +121,6 @@ _BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
 ]
 for _section, _cls in _BUILTIN:
     register_config(_section, _cls)
-import neat.config.tokenizers  # noqa: E402,F401  (registers bpe / hf tokenizer configs)
+# Registering modules: importing them adds their config types to the registry.
+import neat.config.synthetic  # noqa: E402  (synthetic_math, exact_match)
+import neat.config.tokenizers  # noqa: E402, F401  (bpe and hf tokenizers)

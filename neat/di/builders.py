@@ -231,3 +231,6 @@ def grad_clip_of(config: ExperimentConfig) -> float:
 
 def config_dict(config: ExperimentConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
+
+
+import neat.di.synthetic  # noqa: E402,F401  (registers the synthetic math builders)
