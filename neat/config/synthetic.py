@@ -29,9 +29,14 @@ linear (multipliers and coefficients keep their ranges).
 
 The distribution shift: training draws from (levels, operations, operand_range, formats); the
 `test` section names what differs for the out-of-distribution problems (each key left out keeps
-the training value). In-distribution test problems come from the training distribution but are
-held out of it: a fixed `holdout_fraction` of all problems (chosen by a hash of the problem and
-the seed, in every format at once) never appears in the training documents.
+the training value). Three test splits:
+
+- ``id``: fresh draws of what training sees (in a small space such as level 1, mostly problems
+  the model has trained on; the usual in-distribution accuracy);
+- ``heldout``: problems of the training distribution that never appear in training: a fixed
+  `holdout_fraction` of all problems, chosen by a hash of the problem and the seed, in every
+  format at once (generalisation inside the distribution);
+- ``ood``: problems of the `test` distribution that training cannot draw.
 
 With the char tokenizer, a test format that uses characters the training formats do not (e.g.
 ``words`` after ``symbolic``) cannot be encoded; those problems count as wrong and the
@@ -219,7 +224,7 @@ class SyntheticMathSourceConfig(SourceConfig):
         default=0.1,
         gt=0.0,
         lt=1.0,
-        description="share of problems kept out of training for in-distribution tests",
+        description="share of problems kept out of training for the heldout test split",
     )
     test: SyntheticMathTestConfig = Field(
         default_factory=lambda: SyntheticMathTestConfig(levels=[3]),
@@ -275,15 +280,15 @@ class SyntheticMathSourceConfig(SourceConfig):
 class ExactMatchEvaluatorConfig(ComponentConfig):
     """Greedy answers to held-out synthetic math problems, scored by exact match.
 
-    Reports `acc`, `acc_id`, `acc_ood`, `acc_id_L<n>` / `acc_ood_L<n>` per level, and `val_loss`
-    (mean loss on the in-distribution answers' tokens, for best-checkpoint tracking) and
-    `ood_loss`.
+    Reports `acc`, `acc_id`, `acc_heldout`, `acc_ood`, the same per level (`acc_id_L1`, ...),
+    `val_loss` (mean loss on the in-distribution answers' tokens, for best-checkpoint tracking)
+    and `ood_loss`.
     """
 
     type: Literal["exact_match"] = "exact_match"
     interval: PositiveInt = 250
     num_problems: PositiveInt = Field(
-        default=200, description="problems per split (in- and out-of-distribution each)"
+        default=200, description="problems per test split (id, heldout and ood each)"
     )
     max_new_tokens: PositiveInt | None = Field(
         default=None, description="default: the longest answer's tokens + 1 (the newline)"

@@ -1,12 +1,14 @@
 """Synthetic arithmetic problems: the NEAT evaluation data.
 
 Levels, operations, formats and the distribution shift are described in
-`neat.config.synthetic`. Every problem is a pure function of (seed, stream, index), where the
-stream is ``train``, ``test-id`` or ``test-ood``, so the source streams and any problem can be
-regenerated alone. The three streams never share a question:
+`neat.config.synthetic`. Every problem is a pure function of (seed, stream, index), so the
+source streams and any problem can be regenerated alone. The streams:
 
 - ``train`` draws from the training distribution and skips held-out problems;
-- ``test-id`` draws from the same distribution and keeps only held-out problems;
+- ``test-id`` draws the same way (independent samples of what training sees, so in a small
+  problem space most of them are training problems: the usual in-distribution accuracy);
+- ``test-heldout`` draws from the same distribution and keeps only held-out problems, which
+  no training document asks (generalisation inside the distribution);
 - ``test-ood`` draws from the test distribution and skips anything training can draw.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -24,9 +26,11 @@ from neat.interfaces import Document
 
 __all__ = [
     "GENERATOR_VERSION",
+    "TEST_SPLITS",
     "MathProblem",
     "Problem",
     "SyntheticMathSource",
+    "TestSplit",
     "draw_problem",
     "eval_problem",
     "in_support",
@@ -37,7 +41,7 @@ __all__ = [
 ]
 
 # Bump when the problems a config generates change: the token cache then misses.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "1"  # train documents only: test splits do not enter the cache
 
 # format -> operation -> question template; `{expr}` is a multi-step expression
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -73,7 +77,9 @@ MUL_FACTOR = (2, 9)  # the one-digit factor of level-3 multiplication
 LINEAR_COEFFICIENT = (2, 9)  # a in ax+b=c
 LINEAR_OFFSET = (0, 50)  # b in ax+b=c
 
-Split = Literal["train", "test", "test_id", "test_ood"]
+Split = Literal["train", "test", "test_id", "test_heldout", "test_ood"]
+TestSplit = Literal["id", "heldout", "ood"]
+TEST_SPLITS: tuple[TestSplit, ...] = ("id", "heldout", "ood")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +114,18 @@ class Problem:
 
 
 class MathProblem(NamedTuple):
-    """A written problem for evaluation: the answer is the text the model should produce."""
+    """A written problem for evaluation: the answer is the text the model should produce.
+    `split` is ``id``, ``heldout`` or ``ood`` (see the module docstring)."""
 
     question: str
     answer: str
     level: int
-    in_distribution: bool
+    split: TestSplit
+
+    @property
+    def in_distribution(self) -> bool:
+        """Drawn from the training distribution (``id`` or ``heldout``)."""
+        return self.split != "ood"
 
 
 def _multi_value(a: int, ops: tuple[str, str], b: int, c: int) -> int:
@@ -187,73 +199,88 @@ def _rng(cfg: SyntheticMathSourceConfig, stream: str, index: int) -> random.Rand
     return random.Random(f"synthetic_math/{GENERATOR_VERSION}/{cfg.seed}/{stream}/{index}")
 
 
-def train_problem(cfg: SyntheticMathSourceConfig, index: int) -> Problem:
-    """Training problem `index`: not held out. Levels take turns (index mod #levels)."""
-    spec = cfg.train_spec()
+def _draw_until(
+    cfg: SyntheticMathSourceConfig,
+    spec: MathSpec,
+    stream: str,
+    index: int,
+    accept: Callable[[Problem], bool],
+) -> Problem | None:
+    """Problem `index` of `stream`: the first draw `accept` takes. Levels take turns."""
     level = spec.levels[index % len(spec.levels)]
-    rng = _rng(cfg, "train", index)
-    for _ in range(_max_attempts(cfg)):
-        problem = draw_problem(spec, level, rng)
-        if not is_held_out(cfg, problem):
-            return problem
-    raise DataError(
-        f"synthetic_math: every level-{level} problem drawn was held out; "
-        "lower holdout_fraction or widen the level's operations and operand_range"
-    )
-
-
-def eval_problem(cfg: SyntheticMathSourceConfig, index: int, in_distribution: bool) -> Problem:
-    """Test problem `index`: a held-out one of the training distribution, or (OOD) one of the
-    test distribution that training cannot draw."""
-    train = cfg.train_spec()
-    spec = train if in_distribution else cfg.test_spec()
-    level = spec.levels[index % len(spec.levels)]
-    stream = "test-id" if in_distribution else "test-ood"
     rng = _rng(cfg, stream, index)
     for _ in range(_max_attempts(cfg)):
         problem = draw_problem(spec, level, rng)
-        if in_distribution and is_held_out(cfg, problem):
+        if accept(problem):
             return problem
-        if not in_distribution and not in_support(train, problem):
-            return problem
-    what = "no held-out problem" if in_distribution else "no problem outside training"
-    raise DataError(
-        f"synthetic_math: {what} found at level {level} ({stream}); "
-        + (
-            "raise holdout_fraction or widen the level's operations and operand_range"
-            if in_distribution
-            else "make test.levels, test.operand_range or test.formats differ from training"
+    return None
+
+
+def train_problem(cfg: SyntheticMathSourceConfig, index: int, stream: str = "train") -> Problem:
+    """Training problem `index`: not held out. Levels take turns (index mod #levels)."""
+    spec = cfg.train_spec()
+    problem = _draw_until(cfg, spec, stream, index, lambda p: not is_held_out(cfg, p))
+    if problem is None:
+        level = spec.levels[index % len(spec.levels)]
+        raise DataError(
+            f"synthetic_math: every level-{level} problem drawn was held out; "
+            "lower holdout_fraction or widen the level's operations and operand_range"
         )
-    )
+    return problem
 
 
-def _written(problem: Problem, in_distribution: bool) -> MathProblem:
-    return MathProblem(problem.question, str(problem.answer), problem.level, in_distribution)
+def eval_problem(cfg: SyntheticMathSourceConfig, index: int, split: TestSplit) -> Problem:
+    """Test problem `index` of `split`: ``id``, a fresh draw of what training sees;
+    ``heldout``, a held-out problem of the training distribution; ``ood``, a problem of the
+    test distribution that training cannot draw."""
+    if split == "id":
+        return train_problem(cfg, index, stream="test-id")
+    train = cfg.train_spec()
+    if split == "heldout":
+        spec, accept = train, (lambda p: is_held_out(cfg, p))
+        hint = "raise holdout_fraction or widen the level's operations and operand_range"
+    elif split == "ood":
+        spec, accept = cfg.test_spec(), (lambda p: not in_support(train, p))
+        hint = "make test.levels, test.operand_range or test.formats differ from training"
+    else:
+        raise ValueError(f"unknown test split {split!r}; expected one of {TEST_SPLITS}")
+    problem = _draw_until(cfg, spec, f"test-{split}", index, accept)
+    if problem is None:
+        level = spec.levels[index % len(spec.levels)]
+        what = "no held-out problem" if split == "heldout" else "no problem outside training"
+        raise DataError(f"synthetic_math: {what} found at level {level} (test-{split}); {hint}")
+    return problem
+
+
+def _written(problem: Problem, split: TestSplit) -> MathProblem:
+    return MathProblem(problem.question, str(problem.answer), problem.level, split)
 
 
 def labelled_problems(
     cfg: SyntheticMathSourceConfig, split: Split, n: int
 ) -> list[tuple[MathProblem, str]]:
     """`problems` with each problem's operation (add, sub, mul, multi, linear)."""
-    drawn: list[tuple[Problem, bool]] = []
+    drawn: list[tuple[Problem, TestSplit]]
     if split == "train":
-        drawn = [(train_problem(cfg, i), True) for i in range(n)]
-    elif split in ("test", "test_id", "test_ood"):
-        if split != "test_ood":
-            drawn += [(eval_problem(cfg, i, True), True) for i in range(n)]
-        if split != "test_id":
-            drawn += [(eval_problem(cfg, i, False), False) for i in range(n)]
+        drawn = [(train_problem(cfg, i), "id") for i in range(n)]
+    elif split == "test":
+        drawn = [(eval_problem(cfg, i, part), part) for part in TEST_SPLITS for i in range(n)]
+    elif split in ("test_id", "test_heldout", "test_ood"):
+        part: TestSplit = split.removeprefix("test_")  # type: ignore[assignment]
+        drawn = [(eval_problem(cfg, i, part), part) for i in range(n)]
     else:
-        raise ValueError(f"unknown split {split!r}; expected train, test, test_id or test_ood")
-    return [(_written(problem, in_dist), problem.operation) for problem, in_dist in drawn]
+        raise ValueError(
+            f"unknown split {split!r}; expected train, test, test_id, test_heldout or test_ood"
+        )
+    return [(_written(problem, part), problem.operation) for problem, part in drawn]
 
 
 def problems(cfg: SyntheticMathSourceConfig, split: Split, n: int) -> list[MathProblem]:
-    """`n` problems of `split` as (question, answer, level, in_distribution).
+    """`n` problems of `split` as (question, answer, level, split).
 
-    ``train``: the first `n` training documents' problems. ``test``: `n` in-distribution
-    (held-out) problems followed by `n` out-of-distribution ones (``test_id`` / ``test_ood``:
-    one part only).
+    ``train``: the first `n` training documents' problems. ``test``: `n` problems of each
+    test split in turn (``id``, ``heldout``, ``ood``); ``test_id``, ``test_heldout`` and
+    ``test_ood`` give one split only.
     """
     return [problem for problem, _ in labelled_problems(cfg, split, n)]
 

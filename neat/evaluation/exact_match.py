@@ -1,4 +1,5 @@
-"""Exact-match accuracy of greedy answers, in and out of the training distribution."""
+"""Exact-match accuracy of greedy answers: in the training distribution, on problems held out
+of it, and out of it."""
 
 from __future__ import annotations
 
@@ -56,10 +57,11 @@ class ExactMatchEvaluator:
     stops at a newline or after `max_new_tokens`. An answer is right when the text before the
     first newline equals the reference and a newline was produced.
 
-    Metrics: `acc` (all problems), `acc_id`, `acc_ood`, `acc_id_L<n>` and `acc_ood_L<n>` per
-    level, `acc_id_L<n>_<operation>` (and `acc_ood_...`) for a level of several operations when
-    `operations` are given, `val_loss` (mean cross-entropy of the in-distribution answers'
-    tokens, teacher forced) and `ood_loss`; `unencodable` when some problems could not be
+    Metrics: `acc` (all problems) and, for each split present (`id`, `heldout`, `ood`: see
+    `neat.data.synthetic_math`), `acc_<split>`, `acc_<split>_L<n>` per level and
+    `acc_<split>_L<n>_<operation>` for a level of several operations when `operations` are
+    given; `val_loss` (mean cross-entropy of the in-distribution answers' tokens, id and
+    heldout, teacher forced) and `ood_loss`; `unencodable` when some problems could not be
     tokenized (they count as wrong).
     """
 
@@ -188,16 +190,15 @@ class ExactMatchEvaluator:
         finally:
             model.train(was_training)
         # operations per (split, level): a level with several gets per-operation figures too
-        mixed: dict[tuple[bool, int], set[str]] = defaultdict(set)
+        mixed: dict[tuple[str, int], set[str]] = defaultdict(set)
         for problem, _ in right:
             if problem in self.operation_of:
-                mixed[(problem.in_distribution, problem.level)].add(self.operation_of[problem])
+                mixed[(problem.split, problem.level)].add(self.operation_of[problem])
         tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # name -> [right, total]
         for problem, ok in right:
-            split = "id" if problem.in_distribution else "ood"
-            level = f"acc_{split}_L{problem.level}"
-            names = ["acc", f"acc_{split}", level]
-            if len(mixed[(problem.in_distribution, problem.level)]) > 1:
+            level = f"acc_{problem.split}_L{problem.level}"
+            names = ["acc", f"acc_{problem.split}", level]
+            if len(mixed[(problem.split, problem.level)]) > 1:
                 names.append(f"{level}_{self.operation_of[problem]}")
             for name in names:
                 tallies[name][0] += ok

@@ -167,19 +167,30 @@ def test_no_training_question_appears_in_any_test_split() -> None:
     train_questions = {t[: t.index("=") + 1] for t in train}
     assert len(train_questions) > 100  # nearly the whole level-1 space is trained on
     test = problems(cfg, "test", 300)
-    in_dist = [p for p in test if p.in_distribution]
-    ood = [p for p in test if not p.in_distribution]
-    assert len(in_dist) == len(ood) == 300
-    assert not {p.question for p in test} & train_questions
-    # in-distribution: level 1 problems no training document asks; OOD: level 2
-    assert {p.level for p in in_dist} == {1} and {p.level for p in ood} == {2}
-    assert all(max(numbers_in(p.question)) <= 9 for p in in_dist)
+    held = [p for p in test if p.split == "heldout"]
+    ood = [p for p in test if p.split == "ood"]
+    assert len(held) == len(ood) == 300
+    assert not {p.question for p in held + ood} & train_questions
+    # held out: level 1 problems no training document asks; OOD: level 2
+    assert {p.level for p in held} == {1} and {p.level for p in ood} == {2}
+    assert all(max(numbers_in(p.question)) <= 9 for p in held)
+    assert all(p.in_distribution for p in held) and not any(p.in_distribution for p in ood)
+
+
+def test_id_split_draws_what_training_sees() -> None:
+    cfg = config(levels=[1], operations=["add"], num_train=3000, test={"levels": [2]})
+    train_questions = {t[: t.index("=") + 1] for t in texts(SyntheticMathSource(cfg))}
+    drawn = problems(cfg, "test_id", 200)
+    assert all(p.split == "id" and p.level == 1 for p in drawn)
+    assert {p.question for p in drawn} <= train_questions  # level 1 is small: all trained on
+    # independent of the training stream: not the first training documents again
+    assert [p.question for p in drawn] != [p.question for p in problems(cfg, "train", 200)]
 
 
 def test_held_out_problems_are_held_out_in_every_format() -> None:
     cfg = config(levels=[1], operations=["add"], formats=["symbolic", "spaced"], num_train=2000)
     trained = {tuple(numbers_in(t)) for t in texts(SyntheticMathSource(cfg))}
-    for p in problems(cfg, "test_id", 100):
+    for p in problems(cfg, "test_heldout", 100):
         assert tuple(numbers_in(p.question + p.answer)) not in trained
 
 
@@ -194,7 +205,7 @@ def test_operand_shift_draws_outside_the_training_range() -> None:
     cfg = config(levels=[2], operand_range=[10, 49], test={"operand_range": [50, 99]})
     for p in problems(cfg, "test_ood", 100):
         assert all(50 <= n <= 99 for n in numbers_in(p.question)), p
-    for p in problems(cfg, "test_id", 100):
+    for p in problems(cfg, "test_id", 100) + problems(cfg, "test_heldout", 100):
         assert all(10 <= n <= 49 for n in numbers_in(p.question)), p
 
 
@@ -219,7 +230,7 @@ def test_unknown_split_is_an_error() -> None:
 def test_test_problem_alone_matches_the_list() -> None:
     cfg = config()
     listed = problems(cfg, "test_ood", 5)
-    assert [eval_problem(cfg, i, False).question for i in range(5)] == [p.question for p in listed]
+    assert [eval_problem(cfg, i, "ood").question for i in range(5)] == [p.question for p in listed]
 
 
 # -- config validation ---------------------------------------------------------------------------

@@ -95,9 +95,9 @@ def test_oracle_scores_everything_right_with_near_zero_loss() -> None:
     evaluator = ExactMatchEvaluator(items, tokenizer, CPU, block_size=16, operations=ops)
     assert isinstance(evaluator, IEvaluator)
     metrics = evaluator.evaluate(Oracle(items, tokenizer))
-    for name in ("acc", "acc_id", "acc_ood", "acc_id_L1", "acc_ood_L2"):
+    for name in ("acc", "acc_id", "acc_heldout", "acc_ood", "acc_id_L1", "acc_ood_L2"):
         assert metrics[name] == 1.0, name
-    assert metrics["acc_id_L1_add"] == metrics["acc_id_L1_sub"] == 1.0
+    assert metrics["acc_heldout_L1_add"] == metrics["acc_heldout_L1_sub"] == 1.0
     assert metrics["val_loss"] < 1e-6 and metrics["ood_loss"] < 1e-6
     assert "unencodable" not in metrics
 
@@ -108,20 +108,21 @@ def test_always_zero_scores_the_share_of_zero_answers() -> None:
     metrics = ExactMatchEvaluator(items, tokenizer, CPU, block_size=16, operations=ops).evaluate(
         AlwaysZero(tokenizer)
     )
-    in_dist = [p for p in items if p.in_distribution]
-    zeros = sum(p.answer == "0" for p in in_dist)
-    assert 0 < zeros < len(in_dist)  # level-1 subtraction has a - a = 0
-    assert metrics["acc_id"] == pytest.approx(zeros / len(in_dist))
+    for split in ("id", "heldout"):
+        drawn = [p for p in items if p.split == split]
+        zeros = sum(p.answer == "0" for p in drawn)
+        assert 0 < zeros < len(drawn)  # level-1 subtraction has a - a = 0
+        assert metrics[f"acc_{split}"] == pytest.approx(zeros / len(drawn))
     assert metrics["acc_ood"] == 0.0  # two-digit sums are never 0
-    assert metrics["acc"] == pytest.approx(zeros / len(items))
-    adds = [p for p, op in zip(items, ops, strict=True) if p.in_distribution and op == "add"]
+    assert metrics["acc"] == pytest.approx(sum(p.answer == "0" for p in items) / len(items))
+    adds = [p for p, op in zip(items, ops, strict=True) if p.split == "id" and op == "add"]
     assert metrics["acc_id_L1_add"] == pytest.approx(sum(p.answer == "0" for p in adds) / len(adds))
     # teacher-forced loss is finite and large: the model is confidently wrong
     assert math.isfinite(metrics["val_loss"]) and metrics["val_loss"] > 1.0
 
 
 def test_an_answer_must_end_with_a_newline() -> None:
-    item = MathProblem("3-3=", "0", 1, True)
+    item = MathProblem("3-3=", "0", 1, "id")
     tokenizer = tokenizer_for([item])
 
     class ZeroForever(AlwaysZero):
