@@ -21,6 +21,7 @@ from neat.data.prepare import (
     source_parts,
 )
 from neat.data.sources import JsonlSource, MixtureSource, ReadReport, TextFileSource
+from neat.data.synthetic_math import MathProblem, SyntheticMathSource, problems
 from neat.data.tokenizers import (
     TOKENIZERS,
     ByteTokenizer,
@@ -57,11 +58,13 @@ __all__ = [
     "DataPart",
     "HFTokenizer",
     "JsonlSource",
+    "MathProblem",
     "MixtureSource",
     "PreparedData",
     "ReadReport",
     "Segment",
     "Split",
+    "SyntheticMathSource",
     "TextFileSource",
     "TokenCache",
     "TokenData",
@@ -77,6 +80,7 @@ __all__ = [
     "prepare_parts",
     "prepare_source",
     "prepare_token_data",
+    "problems",
     "source_parts",
     "train_bpe",
     "train_tokenizer",
