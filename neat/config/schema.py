@@ -8,6 +8,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
 from neat.config.data import DataConfig
+from neat.config.indexing import IndexingConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
 
 if TYPE_CHECKING:  # mypy sees the base class; at run time the registry dispatches on `type`
@@ -107,11 +108,15 @@ class ExperimentConfig(StrictModel):
     evaluation: EvaluationSection = Field(default_factory=LossEvaluatorConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    indexing: IndexingConfig = Field(default_factory=IndexingConfig)
 
     @model_validator(mode="before")
     @classmethod
     def _migrate(cls, raw: Any) -> Any:
-        return migrate(raw) if isinstance(raw, dict) else raw
+        if not isinstance(raw, dict):
+            return raw
+        # validated even when absent, so its relative paths resolve against the config's folder
+        return {"indexing": {}, **migrate(raw)}
 
 
 _BUILTIN: list[tuple[str, type[ComponentConfig]]] = [

@@ -1,0 +1,112 @@
+"""The `indexing` section (the markdown document index) and the `markdown` data source."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from neat.config.base import ComponentConfig, PathStr, StrictModel, register_config
+from neat.config.data import SourceConfig
+
+__all__ = [
+    "DEFAULT_INDEX_DB",
+    "DEFAULT_SKIP_DIRS",
+    "ChunkingConfig",
+    "IndexingConfig",
+    "MarkdownSourceConfig",
+    "SearchMode",
+    "SentenceTransformerEmbedderConfig",
+]
+
+SearchMode = Literal["bm25", "dense", "hybrid"]
+
+DEFAULT_INDEX_DB = ".neat/index.db"
+# Build output and tool folders skipped by default (hidden folders are skipped separately).
+DEFAULT_SKIP_DIRS: tuple[str, ...] = (
+    "node_modules",
+    "target",
+    "build",
+    "dist",
+    "site",
+    "_build",
+    "__pycache__",
+    "venv",
+    "env",
+)
+
+
+class ChunkingConfig(StrictModel):
+    """Sections split at headings; a section longer than `max_chars` splits on paragraph
+    boundaries, the next piece repeating up to `overlap_chars` of the previous one's end."""
+
+    max_chars: PositiveInt = Field(default=2000, description="largest chunk, in characters")
+    overlap_chars: NonNegativeInt = Field(
+        default=200, description="text carried into the next piece of a split section"
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_max(self) -> ChunkingConfig:
+        if self.overlap_chars >= self.max_chars:
+            raise ValueError(
+                f"overlap_chars ({self.overlap_chars}) must be smaller than max_chars "
+                f"({self.max_chars})"
+            )
+        return self
+
+
+class SentenceTransformerEmbedderConfig(ComponentConfig):
+    """A sentence-transformers model read from a local directory (`pip install neat[embeddings]`);
+    never downloaded."""
+
+    type: Literal["sentence_transformers"] = "sentence_transformers"
+    path: PathStr
+    batch_size: PositiveInt = 32
+    device: str = "cpu"
+
+
+class IndexingConfig(StrictModel):
+    """Where the index lives, which files it reads, how it chunks and searches."""
+
+    db: PathStr = Field(
+        default=DEFAULT_INDEX_DB, validate_default=True, description="the SQLite index file"
+    )
+    paths: list[PathStr] = Field(
+        default_factory=list, description="folders or files `neat index build` reads by default"
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["*.md", "*.markdown"], description="file name globs to index"
+    )
+    exclude: list[str] = Field(default_factory=list, description="globs (relative paths) to skip")
+    skip_hidden: bool = Field(default=True, description="skip files and folders named .*")
+    skip_dirs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SKIP_DIRS), description="folder names never entered"
+    )
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedder: SentenceTransformerEmbedderConfig | None = Field(
+        default=None, description="set to enable dense and hybrid search"
+    )
+    mode: SearchMode = Field(default="bm25", description="default search mode")
+    rrf_k: PositiveInt = Field(default=60, description="reciprocal rank fusion constant")
+
+
+class MarkdownSourceConfig(SourceConfig):
+    """Trains on markdown documents through the index (`neat.indexing.MarkdownDataSource`).
+
+    The source indexes `path` into `db` (the `indexing.db` when unset) before reading, so the
+    index and the training stream agree. `unit: file` gives one document per file (front matter
+    dropped); `unit: chunk` one per chunk, preceded by its heading path. With
+    `reindex_interval: N`, a running training re-indexes every N steps; changes enter the
+    training stream at the next epoch boundary.
+    """
+
+    type: Literal["markdown"] = "markdown"
+    path: PathStr | list[PathStr]
+    db: PathStr | None = Field(default=None, description="default: indexing.db")
+    unit: Literal["file", "chunk"] = "file"
+    reindex_interval: NonNegativeInt = Field(
+        default=0, description="re-index every N training steps (0: never)"
+    )
+
+
+register_config("source", MarkdownSourceConfig)
