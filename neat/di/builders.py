@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from neat.config.data import DataConfig, FileSourceConfig, JsonlSourceConfig, TextSourceConfig
+from neat.config.data import FileSourceConfig, JsonlSourceConfig, TextSourceConfig
 from neat.config.schema import AdamWConfig, ExperimentConfig, GPTConfig, LossEvaluatorConfig
 from neat.data import (
     BatchSampler,
@@ -23,6 +23,7 @@ from neat.data import (
     prepare_token_data,
 )
 from neat.data import build_tokenizer as build_builtin_tokenizer
+from neat.data.refresh import RefreshingSampler, RefreshMonitor, live_parts
 from neat.di.registry import build, register_builder
 from neat.errors import ConfigError
 from neat.evaluation import LossEvaluator
@@ -33,6 +34,7 @@ from neat.optimization import AdamWFactory
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.training.device import enable_fast_math, resolve_device
 from neat.training.run_dir import CHECKPOINTS, write_run_files
+from neat.training.trainer import BatchSource
 
 
 def build_gpt(cfg: GPTConfig, vocab_size: int) -> nn.Module:
@@ -47,18 +49,18 @@ def _file_options(cfg: FileSourceConfig) -> dict[str, Any]:
     }
 
 
-def build_text_source(cfg: TextSourceConfig, data: DataConfig) -> IDataSource:
+def build_text_source(cfg: TextSourceConfig, config: ExperimentConfig) -> IDataSource:
     return TextFileSource(_paths(cfg.path), **_file_options(cfg))
 
 
-def build_jsonl_source(cfg: JsonlSourceConfig, data: DataConfig) -> IDataSource:
+def build_jsonl_source(cfg: JsonlSourceConfig, config: ExperimentConfig) -> IDataSource:
     return JsonlSource(
         _paths(cfg.path),
         text_field=cfg.text_field,
         prompt_field=cfg.prompt_field,
         response_field=cfg.response_field,
         messages_field=cfg.messages_field,
-        format=data.format,
+        format=config.data.format,
         on_bad_line=cfg.on_bad_line,
         **_file_options(cfg),
     )
@@ -118,7 +120,7 @@ def cache_dir_of(config: ExperimentConfig) -> Path:
 def make_data_source(config: ExperimentConfig) -> IDataSource:
     """One source, or a weighted mixture of several."""
     parts = [
-        (build("source", cfg, config.data), float(getattr(cfg, "weight", 1.0)))
+        (build("source", cfg, config), float(getattr(cfg, "weight", 1.0)))
         for cfg in config.data.sources
     ]
     if len(parts) == 1:
@@ -176,15 +178,31 @@ def make_optimizer(
 
 
 def make_train_batches(
-    config: ExperimentConfig, token_data: TokenData, device: torch.device
-) -> BatchSampler:
-    return BatchSampler(
-        token_data.weighted_train(),
-        batch_size=config.training.batch_size,
-        block_size=block_size_of(config),
-        seed=config.training.seed,
-        device=device,
-        name="train",
+    config: ExperimentConfig,
+    token_data: TokenData,
+    device: torch.device,
+    source: IDataSource,
+    tokenizer: ITokenizer,
+) -> BatchSource:
+    """The sampler; one that takes the source's changes at epoch ends when it refreshes."""
+
+    def sampler(data: TokenData) -> BatchSampler:
+        return BatchSampler(
+            data.weighted_train(),
+            batch_size=config.training.batch_size,
+            block_size=block_size_of(config),
+            seed=config.training.seed,
+            device=device,
+            name="train",
+        )
+
+    if not live_parts(source):
+        return sampler(token_data)
+    return RefreshingSampler(
+        token_data,
+        fingerprint=source.fingerprint,
+        prepare=lambda: make_token_data(config, source, tokenizer),
+        make_sampler=sampler,
     )
 
 
@@ -211,9 +229,16 @@ def make_checkpointer(config: ExperimentConfig, run_dir: Path) -> Checkpointer:
     )
 
 
-def make_monitors(config: ExperimentConfig, run_dir: Path, console: Console) -> list[IMonitor]:
+def make_monitors(
+    config: ExperimentConfig, run_dir: Path, console: Console, source: IDataSource
+) -> list[IMonitor]:
+    """The configured monitors, and one refresher per source that refreshes during training."""
     ctx = MonitorContext(run_dir=run_dir, console=console, progress_mode=config.monitoring.progress)
-    return build_monitors(config.monitoring.monitors, ctx)
+    monitors = build_monitors(config.monitoring.monitors, ctx)
+    refreshers: list[IMonitor] = [
+        RefreshMonitor(part, part.reindex_interval) for part in live_parts(source)
+    ]
+    return monitors + refreshers
 
 
 def run_dir_writer(config: ExperimentConfig, tokenizer: ITokenizer) -> Any:
@@ -233,4 +258,5 @@ def config_dict(config: ExperimentConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
+import neat.di.indexing  # noqa: E402  (registers the markdown source builder)
 import neat.di.synthetic  # noqa: E402,F401  (registers the synthetic math builders)

@@ -36,7 +36,9 @@ class ServiceContainer(containers.DeclarativeContainer):
     data_source = providers.Singleton(builders.make_data_source, config)
     tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source)
     token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer)
-    train_batches = providers.Singleton(builders.make_train_batches, config, token_data, device)
+    train_batches = providers.Singleton(
+        builders.make_train_batches, config, token_data, device, data_source, tokenizer
+    )
 
     model = providers.Singleton(builders.make_model, config, tokenizer)
     optimizer_factory = providers.Singleton(
@@ -47,7 +49,7 @@ class ServiceContainer(containers.DeclarativeContainer):
     checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir)
 
     event_bus = providers.Singleton(EventBus)
-    monitors = providers.Factory(builders.make_monitors, config, run_dir, console)
+    monitors = providers.Factory(builders.make_monitors, config, run_dir, console, data_source)
 
     schedule = providers.Singleton(
         Schedule,

@@ -14,7 +14,7 @@ Builder = Callable[..., Any]
 
 # section -> type name -> builder. Builder signatures per section:
 #   model(cfg, vocab_size) -> nn.Module
-#   data(cfg) -> IDataSource
+#   source(cfg, config: ExperimentConfig) -> IDataSource
 #   tokenizer(cfg, source, cache_dir) -> ITokenizer
 #   optimization(cfg, training) -> IOptimizerFactory
 #   evaluation(cfg, *, token_data, block_size, batch_size, device, precision) -> IEvaluator

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from neat.config.data import DataConfig
+from neat.config.schema import ExperimentConfig
 from neat.config.synthetic import ExactMatchEvaluatorConfig, SyntheticMathSourceConfig
 from neat.data.pipeline import TokenData
 from neat.data.synthetic_math import SyntheticMathSource, labelled_problems
@@ -20,8 +20,10 @@ from neat.interfaces import IDataSource, IEvaluator
 __all__ = ["build_exact_match_evaluator", "build_synthetic_math_source"]
 
 
-def build_synthetic_math_source(cfg: SyntheticMathSourceConfig, data: DataConfig) -> IDataSource:
-    return SyntheticMathSource(cfg, format=data.format)
+def build_synthetic_math_source(
+    cfg: SyntheticMathSourceConfig, config: ExperimentConfig
+) -> IDataSource:
+    return SyntheticMathSource(cfg, format=config.data.format)
 
 
 def build_exact_match_evaluator(

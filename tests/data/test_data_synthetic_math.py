@@ -279,7 +279,7 @@ def test_experiment_config_wires_the_source_into_the_evaluator(tmp_path: Any) ->
     explicit = load_config(raw=raw).evaluation
     assert isinstance(explicit, ExactMatchEvaluatorConfig)
     assert explicit.source is not None and explicit.source.seed == 9
-    source = build("source", cfg.data.sources[0], cfg.data)
+    source = build("source", cfg.data.sources[0], cfg)
     assert isinstance(source, SyntheticMathSource) and source.format == "text"
 
 

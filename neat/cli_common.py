@@ -1,0 +1,59 @@
+"""What every `neat` command shares: user errors become one message and exit code 2, and
+the options that name a config file."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from neat.errors import NeatError, TrainingDiverged, TrainingInterrupted
+
+__all__ = ["EXIT_USAGE", "config_options", "user_errors"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+
+
+def user_errors(func: F) -> F:
+    """One clear message and a non-zero exit for every error the user can cause."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NeatError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except TrainingInterrupted as exc:
+            click.echo(f"Interrupted: {exc}", err=True)
+            sys.exit(128 + exc.signum)
+        except TrainingDiverged as exc:
+            click.echo(f"Error: training diverged: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def config_options(func: F) -> F:
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value by dotted key, e.g. --set training.max_steps=100. "
+        "Values are YAML: numbers, booleans, lists, or a {...} subtree. Repeatable.",
+    )(func)
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Experiment config file (.yaml, .json or .toml).",
+    )(func)

@@ -1,0 +1,302 @@
+"""`neat index ...`: build, search, inspect, check and watch the markdown document index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from neat.cli_common import user_errors
+from neat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from neat.config.indexing import IndexingConfig
+    from neat.indexing.indexer import MarkdownIndexer
+
+__all__ = ["index"]
+
+
+def _indexing_config(
+    config_path: Path | None,
+    overrides: Sequence[str],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> IndexingConfig:
+    """The `indexing` section of CONFIG (defaults without one), with the flags applied."""
+    from neat.config import load_config
+    from neat.config.indexing import IndexingConfig
+
+    if config_path is not None:
+        section = load_config(config_path, list(overrides)).indexing
+    elif overrides:
+        raise ConfigError("--set needs a config file: add -c CONFIG")
+    else:
+        section = IndexingConfig()
+    changes: dict[str, Any] = {}
+    if include:
+        changes["include"] = list(include)
+    if exclude:
+        changes["exclude"] = list(exclude)
+    return section.model_copy(update=changes)
+
+
+def _open(config: IndexingConfig, db: Path | None, *, embed: bool = True) -> MarkdownIndexer:
+    from neat.indexing.embedders import build_embedder
+    from neat.indexing.indexer import MarkdownIndexer
+
+    embedder = build_embedder(config.embedder) if embed else None
+    return MarkdownIndexer(Path(db or config.db), config, embedder=embedder)
+
+
+def _common(func: Any) -> Any:
+    """--db, -c/--config and --set, shared by every index command."""
+    func = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a value of CONFIG, e.g. --set indexing.chunking.max_chars=1000.",
+    )(func)
+    func = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="An experiment config whose `indexing` section to use.",
+    )(func)
+    return click.option(
+        "--db",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The index file (default: indexing.db, .neat/index.db).",
+    )(func)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _shown_path(path: str) -> str:
+    """Relative to the working directory when under it, else as stored."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _build_summary(report: dict[str, Any]) -> str:
+    skipped = report.get("skipped", {})
+    skipped_count = sum(len(v) for v in skipped.values()) if isinstance(skipped, dict) else 0
+    return (
+        f"{report.get('files_seen', 0)} files: {report.get('added', 0)} added, "
+        f"{report.get('updated', 0)} updated, {report.get('unchanged', 0)} unchanged, "
+        f"{report.get('removed', 0)} removed, {skipped_count} skipped; "
+        f"{report.get('chunks_added', 0)} chunks added, {report.get('chunks_removed', 0)} "
+        f"removed, {report.get('embedded', 0)} embedded in {report.get('seconds', 0.0):.2f} s"
+    )
+
+
+def _echo_skipped(report: dict[str, Any]) -> None:
+    for reason, paths in sorted(report.get("skipped", {}).items()):
+        for path in paths:
+            click.echo(f"skipped ({reason}): {_shown_path(str(path))}", err=True)
+
+
+@click.group()
+def index() -> None:
+    """Index markdown documents into SQLite and search them (BM25, dense or hybrid)."""
+
+
+@index.command("build")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--include", multiple=True, metavar="GLOB", help="File names to index (*.md).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Relative paths to skip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@_common
+@user_errors
+def index_build(
+    paths: tuple[Path, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+    db: Path | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Index PATH... (folders or files), or update the index: only changed files are read
+    again, deleted ones are removed."""
+    config = _indexing_config(config_path, overrides, include, exclude)
+    roots = _roots(paths, config)
+    with _open(config, db) as indexer:
+        report = dict(indexer.build(roots))
+    if as_json:
+        _print_json(report)
+        return
+    _echo_skipped(report)
+    click.echo(_build_summary(report))
+
+
+def _roots(paths: Sequence[Path], config: IndexingConfig) -> list[Path]:
+    roots = list(paths) or [Path(p) for p in config.paths]
+    if not roots:
+        raise ConfigError("nothing to index: name one or more PATHs, or set indexing.paths")
+    missing = [str(p) for p in roots if not p.exists()]
+    if missing:
+        raise ConfigError(f"path(s) not found: {', '.join(missing)}")
+    return roots
+
+
+@index.command("search")
+@click.argument("query")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--mode",
+    type=click.Choice(["bm25", "dense", "hybrid"]),
+    default=None,
+    help="Default: indexing.mode (bm25).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@_common
+@user_errors
+def index_search(
+    query: str,
+    k: int,
+    mode: str | None,
+    as_json: bool,
+    db: Path | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Ranked hits for QUERY: path, heading path, lines, score and a snippet."""
+    config = _indexing_config(config_path, overrides)
+    _require_db(Path(db or config.db))
+    needs_embedder = (mode or config.mode) != "bm25"
+    with _open(config, db, embed=needs_embedder) as indexer:
+        hits = indexer.search(query, k=k, mode=mode)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "path": h.path,
+                    "heading_path": list(h.heading_path),
+                    "start_line": h.start_line,
+                    "end_line": h.end_line,
+                    "score": h.score,
+                    "snippet": h.snippet,
+                }
+                for h in hits
+            ]
+        )
+        return
+    if not hits:
+        click.echo("no hits")
+    for rank, hit in enumerate(hits, start=1):
+        where = f"{_shown_path(hit.path)}:{hit.start_line}-{hit.end_line}"
+        heading = " > ".join(hit.heading_path)
+        click.echo(f"{rank:>2}. {hit.score:8.3f}  {where}  {heading}")
+        snippet = " ".join(hit.snippet.split())
+        click.echo(f"    {snippet}")
+
+
+def _require_db(db: Path) -> None:
+    if not db.exists():
+        raise ConfigError(f"no index at {db}; build one with: neat index build PATH --db {db}")
+
+
+@index.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@_common
+@user_errors
+def index_stats(
+    as_json: bool, db: Path | None, config_path: Path | None, overrides: tuple[str, ...]
+) -> None:
+    """Roots, files, chunks, bytes, vectors and the last build of the index."""
+    config = _indexing_config(config_path, overrides)
+    _require_db(Path(db or config.db))
+    with _open(config, db, embed=False) as indexer:
+        stats = dict(indexer.stats())
+    if as_json:
+        _print_json(stats)
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:>12}: {value}")
+
+
+@index.command("check")
+@click.option("--repair", is_flag=True, help="Rebuild what is inconsistent from the files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_common
+@user_errors
+def index_check(
+    repair: bool,
+    as_json: bool,
+    db: Path | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """SQLite and FTS5 integrity, chunks vs search rows, and the manifest vs the files on
+    disk. Exits 1 when problems remain (after --repair, when it could not fix them)."""
+    config = _indexing_config(config_path, overrides)
+    _require_db(Path(db or config.db))
+    with _open(config, db, embed=repair) as indexer:
+        report = dict(indexer.check(repair=repair))
+    problems = list(report.get("problems", []))
+    repaired = list(report.get("repaired", []))
+    remaining = list(report.get("remaining", problems if not repair else []))
+    if as_json:
+        _print_json(report)
+    else:
+        for problem in problems:
+            click.echo(f"problem: {_describe(problem)}")
+        for fix in repaired:
+            click.echo(f"repaired: {_describe(fix)}")
+        click.echo("index is consistent" if not remaining else f"{len(remaining)} problem(s)")
+    if remaining:
+        raise SystemExit(1)
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, dict):
+        kind, path, detail = item.get("kind", ""), item.get("path", ""), item.get("detail", "")
+        return " ".join(str(x) for x in (kind, path and _shown_path(str(path)), detail) if x)
+    return str(item)
+
+
+@index.command("watch")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--debounce-ms",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Wait this long after the last change before updating (editors save in bursts).",
+)
+@_common
+@user_errors
+def index_watch(
+    paths: tuple[Path, ...],
+    debounce_ms: int,
+    db: Path | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Keep the index of PATH... current as files change; Ctrl-C stops."""
+    from neat.indexing.watch import watch_and_index
+
+    config = _indexing_config(config_path, overrides)
+    roots = _roots(paths, config)
+    with _open(config, db) as indexer:
+        click.echo(_build_summary(dict(indexer.build(roots))))
+        click.echo(f"watching {', '.join(str(r) for r in roots)} (Ctrl-C stops)", err=True)
+        try:
+            for report in watch_and_index(indexer, roots, debounce_ms=debounce_ms):
+                if "error" in report:
+                    click.echo(f"update failed: {report['error']}", err=True)
+                    continue
+                _echo_skipped(report)
+                click.echo(_build_summary(report))
+        except KeyboardInterrupt:  # each file is one transaction: stopping mid-update is safe
+            pass
+    click.echo("stopped", err=True)

@@ -1,0 +1,745 @@
+"""The index database: one SQLite file (WAL) holding the manifest, chunks, FTS5 and vectors.
+
+SQLite is the source of truth; any in-memory vector index is a cache rebuilt from it
+(research notes, docs/research/indexing.md §3.4). Every change to one file is one
+`BEGIN IMMEDIATE` transaction, so a process killed at any moment leaves each file either fully
+old or fully new, and the next build finishes the job (the failure modes in §2: duplicates,
+half-written updates, deletions before the replacement exists).
+
+Schema (version `SCHEMA_VERSION`):
+
+- `meta(key, value)`: schema_version, generation, embedder (fingerprint), embedder_dim,
+  last_build (JSON).
+- `roots(id, path UNIQUE, kind)`: absolute resolved folders (`kind='dir'`) or single files
+  (`kind='file'`, whose files are keyed relative to the file's folder). No root lies inside
+  another one: a nested path maps to its enclosing root, so a file is never indexed twice.
+- `files(root_id, path, size, mtime_ns, sha256, front_matter, chunker, chunk_count,
+  indexed_at)`: the manifest; `chunker` names the chunking that produced the chunks.
+- `bodies(root_id, path, body)`: the file's text without front matter, so training reads the
+  same snapshot that search sees.
+- `chunks(id, root_id, path, ordinal, heading_path, start_line, end_line, kind, text,
+  content_hash)`.
+- `chunks_fts(heading, body)`: a plain FTS5 table whose rowid is `chunks.id`, written in the
+  same transaction as `chunks` (3.40, the stdlib SQLite we target, has no contentless-delete
+  tables; a plain table costs a second copy of the text but deletes by rowid and checks by a
+  simple join).
+- `vectors(content_hash, vector)`: float32 embeddings keyed by chunk content, so unchanged
+  text is never embedded twice; rows no chunk references are collected after each build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from neat.errors import NeatError
+from neat.indexing.records import HEADING_SEPARATOR, Chunk
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ChunkRow",
+    "FileRow",
+    "IndexDatabaseError",
+    "IndexLockedError",
+    "IndexStore",
+    "RootRow",
+    "WriterLock",
+    "compact_snippet",
+    "fts_query",
+    "heading_text",
+    "posix_rel",
+]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+MAX_QUERY_TERMS = 64
+SNIPPET_CHARS = 200
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS roots (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('dir', 'file'))
+);
+CREATE TABLE IF NOT EXISTS files (
+    root_id INTEGER NOT NULL REFERENCES roots(id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    front_matter TEXT NOT NULL,
+    chunker TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    indexed_at REAL NOT NULL,
+    PRIMARY KEY (root_id, path)
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    root_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (root_id, path)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    root_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    heading_path TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    UNIQUE (root_id, path, ordinal)
+);
+CREATE INDEX IF NOT EXISTS chunks_by_hash ON chunks (content_hash);
+CREATE TABLE IF NOT EXISTS vectors (content_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+"""
+
+
+_FTS_TABLE = """
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+    heading, body, tokenize = 'porter unicode61'
+)"""
+
+
+class IndexLockedError(NeatError):
+    """Another process is writing the index; one writer at a time keeps the manifest true."""
+
+
+class IndexDatabaseError(NeatError):
+    """The index file is not a neat index this version can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RootRow:
+    """An indexed root. Files are keyed relative to `base`: the folder itself, or the folder
+    holding a single-file root."""
+
+    id: int
+    path: Path
+    kind: str
+
+    @property
+    def base(self) -> Path:
+        return self.path if self.kind == "dir" else self.path.parent
+
+    def contains(self, path: Path) -> bool:
+        return path == self.path or (self.kind == "dir" and self.path in path.parents)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """A manifest entry as stored."""
+
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    chunker: str
+    chunk_count: int
+    indexed_at: float = 0.0  # seconds since the epoch; set by the store when written
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    """A stored chunk with its root, for building search hits and chunk records."""
+
+    id: int
+    root: Path
+    root_kind: str
+    path: str
+    ordinal: int
+    heading_path: tuple[str, ...]
+    start_line: int
+    end_line: int
+    kind: str
+    text: str
+    content_hash: str
+
+    @property
+    def absolute_path(self) -> Path:
+        base = self.root if self.root_kind == "dir" else self.root.parent
+        return base / self.path
+
+
+_TERM = re.compile(r"[^\W_]+")
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression for free text: its words, each quoted, OR-ed together.
+
+    User syntax never reaches FTS5 (so `Vec<T>`, `"`, `AND`, `-x` or `*` cannot raise); OR
+    with bm25 ranking is what the research benchmark measured (notes §3.3). None: no words.
+    """
+    terms = dict.fromkeys(t.lower() for t in _TERM.findall(text))
+    if not terms:
+        return None
+    return " OR ".join(f'"{t}"' for t in list(terms)[:MAX_QUERY_TERMS])
+
+
+def heading_text(heading_path: Sequence[str]) -> str:
+    return HEADING_SEPARATOR.join(heading_path)
+
+
+def compact_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """Whitespace collapsed to single spaces, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _chunk_row(row: Sequence[Any]) -> ChunkRow:
+    return ChunkRow(
+        id=row[0],
+        root=Path(row[1]),
+        root_kind=row[2],
+        path=row[3],
+        ordinal=row[4],
+        heading_path=tuple(json.loads(row[5])),
+        start_line=row[6],
+        end_line=row[7],
+        kind=row[8],
+        text=row[9],
+        content_hash=row[10],
+    )
+
+
+_CHUNK_SELECT = """
+SELECT c.id, r.path, r.kind, c.path, c.ordinal, c.heading_path, c.start_line, c.end_line,
+       c.kind, c.text, c.content_hash
+FROM chunks c JOIN roots r ON r.id = c.root_id
+"""
+
+
+class WriterLock:
+    """An exclusive, non-blocking `flock` on `<db>.lock`, holding the writer's pid.
+
+    flock locks belong to the open file, so a second opener fails even inside the same
+    process; the kernel drops the lock when the holder dies, so no stale lock survives kill -9.
+    Re-entrant within one store (check(repair=True) runs a build).
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.path = db.with_name(db.name + ".lock")
+        self._fd: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            self._depth += 1
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise IndexLockedError(
+                f"index {self.db} is being written by another process (pid {holder}, lock file "
+                f"{self.path}); wait for it to finish, or stop that process and run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd, self._depth = fd, 1
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self.close()
+
+    def close(self) -> None:
+        """Let go of the lock whatever the nesting depth."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd, self._depth = None, 0
+
+
+class IndexStore:
+    """All SQL of the index. Reads never take the writer lock and never block (WAL);
+    `writer()` must wrap every sequence of writes."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = Path(db).expanduser().resolve()
+        self.db.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = WriterLock(self.db)
+        try:
+            self.conn = self._connect()
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            if hasattr(self, "conn"):
+                self.conn.close()
+            raise IndexDatabaseError(
+                f"{self.db} is not a readable neat index ({exc}); delete it (it is rebuilt "
+                "from the source files) or set indexing.db to another file"
+            ) from exc
+
+    # ------------------------------------------------------------------ connection, schema
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def reader(self) -> sqlite3.Connection:
+        """A separate connection for a long read that must see one snapshot (WAL)."""
+        return self._connect()
+
+    def _ensure_schema(self) -> None:
+        version = self._schema_version()
+        if version is None:
+            with self.transaction():
+                if self._schema_version() is None:  # another process may have won the race
+                    self._create_tables()
+            version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            raise IndexDatabaseError(
+                f"{self.db} holds index schema version {version}, this neat reads version "
+                f"{SCHEMA_VERSION}; delete the file and run `neat index build` again"
+            )
+
+    def _create_tables(self) -> None:
+        for statement in [*_SCHEMA.split(";"), _FTS_TABLE]:
+            if statement.strip():
+                self.conn.execute(statement)
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [("schema_version", str(SCHEMA_VERSION)), ("generation", "0")],
+        )
+
+    def _schema_version(self) -> int | None:
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        value = self.get_meta("schema_version")
+        return int(value) if value is not None else None
+
+    def close(self) -> None:
+        self.conn.close()
+        self.lock.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:  # some errors (disk full) already rolled it back
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the writer lock (IndexLockedError when another process has it)."""
+        self.lock.acquire()
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Inside a transaction."""
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def _bump_generation(self) -> None:
+        self.conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+        )
+
+    # ------------------------------------------------------------------ roots
+
+    def roots(self) -> list[RootRow]:
+        rows = self.conn.execute("SELECT id, path, kind FROM roots ORDER BY path").fetchall()
+        return [RootRow(i, Path(p), k) for i, p, k in rows]
+
+    def find_root(self, path: Path) -> RootRow | None:
+        """The root holding `path` (the root itself or a folder root above it)."""
+        return next((r for r in self.roots() if r.contains(path)), None)
+
+    def ensure_root(self, path: Path, kind: str) -> RootRow:
+        """The root that stores `path`, created when none holds it. Roots inside the new
+        one are folded into it (their files re-keyed), so no file has two index entries."""
+        found = self.find_root(path)
+        if found is not None:
+            return found
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO roots (path, kind) VALUES (?, ?)", (str(path), kind)
+            )
+            assert cur.lastrowid is not None
+            new = RootRow(cur.lastrowid, path, kind)
+            for inner in self.roots():
+                if inner.id != new.id and new.contains(inner.path):
+                    self._fold_root(inner, new)
+        return new
+
+    def _fold_root(self, inner: RootRow, outer: RootRow) -> None:
+        rel = inner.base.relative_to(outer.base).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        for table in ("files", "bodies", "chunks"):
+            self.conn.execute(
+                f"UPDATE {table} SET root_id = ?, path = ? || path WHERE root_id = ?",
+                (outer.id, prefix, inner.id),
+            )
+        self.conn.execute("DELETE FROM roots WHERE id = ?", (inner.id,))
+        self._bump_generation()
+
+    def drop_root_if_empty(self, root: RootRow) -> bool:
+        with self.transaction():
+            if self.conn.execute("SELECT 1 FROM files WHERE root_id = ?", (root.id,)).fetchone():
+                return False
+            self.conn.execute("DELETE FROM roots WHERE id = ?", (root.id,))
+            return True
+
+    # ------------------------------------------------------------------ manifest, files
+
+    def manifest(self, root_id: int) -> dict[str, FileRow]:
+        rows = self.conn.execute(
+            "SELECT root_id, path, size, mtime_ns, sha256, chunker, chunk_count, indexed_at "
+            "FROM files WHERE root_id = ?",
+            (root_id,),
+        )
+        return {row[1]: FileRow(*row) for row in rows}
+
+    def all_files(self) -> list[tuple[RootRow, FileRow]]:
+        roots = {r.id: r for r in self.roots()}
+        rows = self.conn.execute(
+            "SELECT root_id, path, size, mtime_ns, sha256, chunker, chunk_count, indexed_at "
+            "FROM files"
+        ).fetchall()
+        pairs = [(roots[row[0]], FileRow(*row)) for row in rows if row[0] in roots]
+        return sorted(pairs, key=lambda p: (str(p[0].path), p[1].path))
+
+    def touch_file(self, root_id: int, path: str, size: int, mtime_ns: int) -> None:
+        """Same bytes, new stat: only the cheap prefilter (and the time it was taken) change."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, indexed_at = ? "
+                "WHERE root_id = ? AND path = ?",
+                (size, mtime_ns, time.time(), root_id, path),
+            )
+
+    def replace_file(
+        self,
+        root_id: int,
+        row: FileRow,
+        front_matter: Mapping[str, Any],
+        body: str,
+        chunks: Sequence[Chunk],
+        vectors: Mapping[str, bytes],
+    ) -> int:
+        """Swap a file's chunks, full-text rows, vectors and manifest entry in one
+        transaction; returns how many old chunks it replaced."""
+        with self.transaction():
+            removed = self._delete_chunks(root_id, row.path)
+            for ordinal, chunk in enumerate(chunks):
+                cur = self.conn.execute(
+                    "INSERT INTO chunks (root_id, path, ordinal, heading_path, start_line, "
+                    "end_line, kind, text, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        root_id,
+                        row.path,
+                        ordinal,
+                        json.dumps(list(chunk.heading_path), ensure_ascii=False),
+                        chunk.start_line,
+                        chunk.end_line,
+                        chunk.kind,
+                        chunk.text,
+                        chunk.content_hash,
+                    ),
+                )
+                self.conn.execute(
+                    "INSERT INTO chunks_fts (rowid, heading, body) VALUES (?, ?, ?)",
+                    (cur.lastrowid, heading_text(chunk.heading_path), chunk.text),
+                )
+            self._insert_vectors(vectors)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO files (root_id, path, size, mtime_ns, sha256, "
+                "front_matter, chunker, chunk_count, indexed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    root_id,
+                    row.path,
+                    row.size,
+                    row.mtime_ns,
+                    row.sha256,
+                    json.dumps(dict(front_matter), ensure_ascii=False, default=str),
+                    row.chunker,
+                    len(chunks),
+                    time.time(),
+                ),
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO bodies (root_id, path, body) VALUES (?, ?, ?)",
+                (root_id, row.path, body),
+            )
+            self._bump_generation()
+        return removed
+
+    def remove_file(self, root_id: int, path: str) -> int:
+        """Drop a file from the index in one transaction; returns its chunk count."""
+        with self.transaction():
+            removed = self._delete_chunks(root_id, path)
+            self.conn.execute("DELETE FROM files WHERE root_id = ? AND path = ?", (root_id, path))
+            self.conn.execute("DELETE FROM bodies WHERE root_id = ? AND path = ?", (root_id, path))
+            self._bump_generation()
+        return removed
+
+    def _delete_chunks(self, root_id: int, path: str) -> int:
+        self.conn.execute(
+            "DELETE FROM chunks_fts WHERE rowid IN "
+            "(SELECT id FROM chunks WHERE root_id = ? AND path = ?)",
+            (root_id, path),
+        )
+        cur = self.conn.execute(
+            "DELETE FROM chunks WHERE root_id = ? AND path = ?", (root_id, path)
+        )
+        return cur.rowcount
+
+    def body(self, root_id: int, path: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT body FROM bodies WHERE root_id = ? AND path = ?", (root_id, path)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------ chunks
+
+    def chunk_rows(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, ChunkRow] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", part):
+                found[row[0]] = _chunk_row(row)
+        return found
+
+    def file_chunks(self, root_id: int | None = None, path: str | None = None) -> list[ChunkRow]:
+        """Chunks in file order (root, path, ordinal), optionally of one file."""
+        where, args = "", ()  # type: str, tuple[Any, ...]
+        if root_id is not None and path is not None:
+            where, args = "WHERE c.root_id = ? AND c.path = ?", (root_id, path)
+        rows = self.conn.execute(
+            f"{_CHUNK_SELECT} {where} ORDER BY r.path, c.path, c.ordinal", args
+        )
+        return [_chunk_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ vectors
+
+    def vector_hashes(self, hashes: Iterable[str]) -> set[str]:
+        """Which of `hashes` already have a vector."""
+        wanted = list(dict.fromkeys(hashes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT content_hash FROM vectors WHERE content_hash IN ({marks})", part
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def chunks_without_vectors(self, limit: int) -> list[tuple[str, tuple[str, ...], str]]:
+        """(content_hash, heading_path, text) of up to `limit` distinct chunk contents that
+        have no vector yet."""
+        rows = self.conn.execute(
+            "SELECT content_hash, heading_path, text FROM chunks c WHERE NOT EXISTS "
+            "(SELECT 1 FROM vectors v WHERE v.content_hash = c.content_hash) "
+            "GROUP BY content_hash LIMIT ?",
+            (limit,),
+        )
+        return [(h, tuple(json.loads(hp)), t) for h, hp, t in rows]
+
+    def put_vectors(self, vectors: Mapping[str, bytes]) -> None:
+        with self.transaction():
+            self._insert_vectors(vectors)
+            self._bump_generation()
+
+    def _insert_vectors(self, vectors: Mapping[str, bytes]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO vectors (content_hash, vector) VALUES (?, ?)",
+            vectors.items(),
+        )
+
+    def reset_vectors(self, fingerprint: str, dim: int) -> int:
+        """A different embedder: every stored vector is void. Returns how many were dropped."""
+        with self.transaction():
+            dropped = self.conn.execute("DELETE FROM vectors").rowcount
+            self.set_meta("embedder", fingerprint)
+            self.set_meta("embedder_dim", str(dim))
+            self._bump_generation()
+        return dropped
+
+    def collect_vectors(self) -> int:
+        """Delete vectors no chunk references (after edits and removals)."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "DELETE FROM vectors WHERE content_hash NOT IN (SELECT content_hash FROM chunks)"
+            )
+        return cur.rowcount
+
+    def load_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids int64, vectors float32 (n, dim)) of every chunk that has a vector."""
+        rows = self.conn.execute(
+            "SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.content_hash = c.content_hash"
+            " ORDER BY c.id"
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.empty((len(rows), dim), dtype=np.float32)
+        for i, (_, blob) in enumerate(rows):
+            matrix[i] = np.frombuffer(blob, dtype=np.float32)
+        return ids, matrix
+
+    # ------------------------------------------------------------------ search
+
+    def search_bm25(self, query: str, k: int) -> list[tuple[int, float, str]]:
+        """(chunk id, score, snippet) best first; score is -bm25, so larger is better."""
+        match = fts_query(query)
+        if match is None or k <= 0:
+            return []
+        rows = self.conn.execute(
+            "SELECT rowid, -bm25(chunks_fts), snippet(chunks_fts, 1, '', '', '…', 32) "
+            "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, k),
+        ).fetchall()
+        return [(int(i), float(s), compact_snippet(snip)) for i, s, snip in rows]
+
+    # ------------------------------------------------------------------ counts, checks
+
+    def count(self, table: str) -> int:
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def total_bytes(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(SUM(size), 0) FROM files").fetchone()[0])
+
+    def integrity_errors(self) -> list[str]:
+        """SQLite's own check, then FTS5's; empty when both pass."""
+        rows = [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        errors = [] if rows == ["ok"] else rows
+        try:
+            self.conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            errors.append(f"full-text index: {exc}")
+        return errors
+
+    def fts_mismatches(self) -> tuple[list[tuple[int, str, int]], int]:
+        """Chunks whose full-text row is missing or differs, grouped per file as
+        (root_id, path, count); and the number of full-text rows without a chunk."""
+        bad = self.conn.execute(
+            "SELECT c.root_id, c.path, COUNT(*) FROM chunks c "
+            "LEFT JOIN chunks_fts f ON f.rowid = c.id "
+            "WHERE f.rowid IS NULL OR f.body IS NOT c.text GROUP BY c.root_id, c.path "
+            "ORDER BY c.root_id, c.path"
+        ).fetchall()
+        orphans = self.conn.execute(
+            "SELECT COUNT(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)"
+        ).fetchone()[0]
+        return [(int(r), str(p), int(n)) for r, p, n in bad], int(orphans)
+
+    def chunk_count_mismatches(self) -> list[tuple[int, str, int, int]]:
+        """(root_id, path, expected, stored) for files whose chunks or body went missing."""
+        rows = self.conn.execute(
+            "SELECT f.root_id, f.path, f.chunk_count, "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.root_id = f.root_id AND c.path = f.path), "
+            "EXISTS (SELECT 1 FROM bodies b WHERE b.root_id = f.root_id AND b.path = f.path) "
+            "FROM files f"
+        ).fetchall()
+        return [(r, p, want, have) for r, p, want, have, body in rows if want != have or not body]
+
+    def orphan_chunks(self) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS "
+            "(SELECT 1 FROM files f WHERE f.root_id = c.root_id AND f.path = c.path)"
+        ).fetchone()
+        return int(row[0])
+
+    def missing_vectors(self) -> list[tuple[int, str, int]]:
+        """(root_id, path, count) of chunks without a vector."""
+        rows = self.conn.execute(
+            "SELECT c.root_id, c.path, COUNT(*) FROM chunks c WHERE NOT EXISTS "
+            "(SELECT 1 FROM vectors v WHERE v.content_hash = c.content_hash) "
+            "GROUP BY c.root_id, c.path ORDER BY c.root_id, c.path"
+        ).fetchall()
+        return [(int(r), str(p), int(n)) for r, p, n in rows]
+
+    def delete_orphan_chunks(self) -> int:
+        with self.transaction():
+            self.conn.execute(
+                "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks c WHERE NOT EXISTS "
+                "(SELECT 1 FROM files f WHERE f.root_id = c.root_id AND f.path = c.path))"
+            )
+            cur = self.conn.execute(
+                "DELETE FROM chunks WHERE NOT EXISTS "
+                "(SELECT 1 FROM files f WHERE f.root_id = chunks.root_id "
+                "AND f.path = chunks.path)"
+            )
+            self._bump_generation()
+        return cur.rowcount
+
+    def forget_file_hash(self, root_id: int, path: str) -> None:
+        """Make the next build re-read and re-chunk this file (its stored chunks are suspect)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE files SET sha256 = '', size = -1 WHERE root_id = ? AND path = ?",
+                (root_id, path),
+            )
+
+    def rebuild_fts(self) -> int:
+        """Rewrite the full-text table from `chunks`; returns the rows written."""
+        with self.transaction():
+            # Dropped and created again, so even a damaged full-text index is replaced.
+            self.conn.execute("DROP TABLE IF EXISTS chunks_fts")
+            self.conn.execute(_FTS_TABLE)
+            rows = self.conn.execute("SELECT id, heading_path, text FROM chunks").fetchall()
+            self.conn.executemany(
+                "INSERT INTO chunks_fts (rowid, heading, body) VALUES (?, ?, ?)",
+                ((i, heading_text(json.loads(hp)), t) for i, hp, t in rows),
+            )
+            self._bump_generation()
+        return len(rows)
+
+    def db_bytes(self) -> int:
+        """The database file plus its write-ahead log."""
+        paths = (self.db, self.db.with_name(self.db.name + "-wal"))
+        return sum(p.stat().st_size for p in paths if p.exists())
+
+
+def posix_rel(path: Path, base: Path) -> str:
+    """`path` relative to `base`, POSIX style (the key files are stored under)."""
+    return PurePosixPath(*path.relative_to(base).parts).as_posix()

@@ -1,0 +1,138 @@
+"""`neat index build|search|stats|check|watch` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neat.cli import cli
+
+RUST_BOOK = Path(__file__).resolve().parents[1] / "data" / "rust-book"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    shutil.copytree(RUST_BOOK, folder, ignore=shutil.ignore_patterns("LICENSE*"))
+    return folder
+
+
+def test_build_search_stats_and_rebuild(docs: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "index.db")
+    files = sorted(p.name for p in docs.glob("*.md"))
+    code, out, _ = run("index", "build", str(docs), "--db", db)
+    assert code == 0, out
+    assert f"{len(files)} files: {len(files)} added" in out
+
+    code, out, _ = run("index", "build", str(docs), "--db", db, "--json")
+    report = json.loads(out)
+    assert (report["added"], report["updated"], report["unchanged"]) == (0, 0, len(files))
+    assert report["chunks_added"] == 0
+
+    code, out, _ = run("index", "search", "ownership rules", "--db", db, "-k", "3", "--json")
+    hits = json.loads(out)
+    assert code == 0 and 1 <= len(hits) <= 3
+    assert {"path", "heading_path", "start_line", "end_line", "score", "snippet"} <= set(hits[0])
+    assert hits[0]["score"] >= hits[-1]["score"]
+    assert Path(hits[0]["path"]).name in files
+    lines = Path(hits[0]["path"]).read_text(encoding="utf-8").splitlines()
+    assert hits[0]["start_line"] <= hits[0]["end_line"] <= len(lines)
+
+    code, out, _ = run("index", "search", "ownership rules", "--db", db, "-k", "2")
+    assert code == 0 and out.startswith(" 1. ") and " 2. " in out
+    assert str(docs) in out  # outside the working directory: the full path
+
+    code, out, _ = run("index", "stats", "--db", db, "--json")
+    stats = json.loads(out)
+    assert code == 0 and stats["files"] == len(files) and stats["chunks"] > len(files)
+
+
+def test_check_finds_an_edited_file_and_repair_fixes_it(docs: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "index.db")
+    assert run("index", "build", str(docs), "--db", db)[0] == 0
+    code, out, _ = run("index", "check", "--db", db)
+    assert code == 0 and "index is consistent" in out
+
+    target = sorted(docs.glob("*.md"))[0]
+    target.write_text("# Rewritten\n\nA new first chapter about lifetimes.\n", encoding="utf-8")
+    code, out, _ = run("index", "check", "--db", db)
+    assert code == 1 and target.name in out
+
+    code, out, _ = run("index", "check", "--db", db, "--repair")
+    assert code == 0, out
+    code, out, _ = run("index", "search", "Rewritten lifetimes", "--db", db, "--json")
+    assert Path(json.loads(out)[0]["path"]).name == target.name
+
+
+def test_user_errors_exit_2_with_one_message(docs: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    code, _, err = run("index", "search", "anything", "--db", str(db))
+    assert code == 2 and f"no index at {db}" in err and "neat index build" in err
+    assert not db.exists()
+
+    code, _, err = run("index", "build", str(tmp_path / "nope"), "--db", str(db))
+    assert code == 2 and "not found" in err and "nope" in err
+
+    code, _, err = run("index", "build", "--db", str(db))
+    assert code == 2 and "indexing.paths" in err
+
+    assert run("index", "build", str(docs), "--db", str(db))[0] == 0
+    code, _, err = run("index", "search", "ownership", "--db", str(db), "--mode", "dense")
+    assert code == 2 and "indexing.embedder" in err
+
+
+def test_config_section_and_include_exclude(docs: Path, tmp_path: Path) -> None:
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        "data: {type: text, path: corpus.txt}\n"
+        "indexing: {db: idx/index.db, paths: [docs], exclude: ['SUMMARY.md']}\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run("index", "build", "-c", str(config), "--json")
+    assert code == 0, out
+    assert (tmp_path / "idx" / "index.db").exists()
+    names = {p.name for p in docs.glob("*.md")}
+    assert json.loads(out)["added"] == len(names - {"SUMMARY.md"})
+
+
+def test_watch_picks_up_a_new_file_and_stops_on_ctrl_c(docs: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neat", "index", "watch", str(docs), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the initial build
+        assert "added" in first, first
+        time.sleep(0.5)
+        (docs / "fresh.md").write_text("# Fresh\n\nWatched words: quokka.\n", encoding="utf-8")
+        update = proc.stdout.readline()
+        assert "1 added" in update, update
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None and "stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    code, out, _ = run("index", "search", "quokka", "--db", str(db), "--json")
+    assert code == 0
+    assert Path(json.loads(out)[0]["path"]).name == "fresh.md"
