@@ -69,12 +69,24 @@ class AdamWConfig(ComponentConfig):
 
 class TrainingConfig(StrictModel):
     max_steps: PositiveInt = 1000
-    batch_size: PositiveInt = 12
+    batch_size: PositiveInt = Field(
+        default=12, description="rows per micro-step in all; torchrun's processes split them"
+    )
     grad_accum_steps: PositiveInt = 1
     seed: int = 1337
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    distributed: Literal["auto", "ddp", "fsdp", "none"] = Field(
+        default="auto",
+        description="under torchrun: auto (DDP with more than one process), ddp, fsdp (FSDP2)",
+    )
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        default="default", description="torch.compile mode; reduce-overhead uses CUDA graphs"
+    )
+    activation_checkpointing: bool = Field(
+        default=False, description="recompute each block's activations in backward (less memory)"
+    )
 
 
 class LossEvaluatorConfig(ComponentConfig):

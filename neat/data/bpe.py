@@ -123,11 +123,12 @@ class HFTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         n = self._vocab_size
-        bad = [i for i in ids if not 0 <= i < n]
-        if bad:
+        values = ids.tolist() if callable(getattr(ids, "tolist", None)) else list(ids)  # type: ignore[attr-defined]
+        if values and (min(values) < 0 or max(values) >= n):  # C-speed bounds check
+            bad = [i for i in values if not 0 <= i < n]
             raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {n})")
         eot = self._eot_id
-        kept = [int(i) for i in ids if i != eot]
+        kept = [i for i in values if i != eot] if eot in values else values
         # A cut-off multi-byte sequence (a model can emit one) decodes to U+FFFD, never fails.
         return self._tok.decode(kept, skip_special_tokens=False)
 

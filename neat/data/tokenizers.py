@@ -35,6 +35,12 @@ def _write_json(path: Path, spec: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _as_list(ids: Sequence[int]) -> list[int]:
+    """Plain ints (a tensor or array gives its values, never its raw buffer to `bytes`)."""
+    tolist = getattr(ids, "tolist", None)
+    return list(tolist()) if callable(tolist) else list(ids)
+
+
 class CharTokenizer:
     """One id per character seen in the corpus; ids follow the sorted characters."""
 
@@ -79,10 +85,11 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         chars, n = self.chars, len(self.chars)
-        bad = [i for i in ids if not 0 <= i < n]
-        if bad:
+        values = _as_list(ids)
+        if values and (min(values) < 0 or max(values) >= n):  # C-speed bounds check
+            bad = [i for i in values if not 0 <= i < n]
             raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {n})")
-        return "".join(chars[i] for i in ids)
+        return "".join([chars[i] for i in values])
 
     def token_bytes(self) -> list[int]:
         return [len(c.encode("utf-8")) for c in self.chars]
@@ -117,11 +124,18 @@ class ByteTokenizer:
         return [list(text.encode("utf-8")) for text in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
-        bad = [i for i in ids if not 0 <= i <= self.EOT]
-        if bad:
-            raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size 257)")
+        values = _as_list(ids)
+        try:
+            data = bytes(values)  # every id a byte value: the common case, at C speed
+        except (ValueError, TypeError):
+            bad = [i for i in values if not 0 <= i <= self.EOT]
+            if bad:
+                raise ValueError(
+                    f"token id(s) {bad[:5]} are outside the vocabulary (size 257)"
+                ) from None
+            data = bytes([i for i in values if i < self.EOT])
         # A model can emit a cut-off multi-byte sequence; show it as U+FFFD rather than fail.
-        return bytes(i for i in ids if i < self.EOT).decode("utf-8", errors="replace")
+        return data.decode("utf-8", errors="replace")
 
     def token_bytes(self) -> list[int]:
         return [1] * 256 + [0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from neat.config.schema import GPTConfig
 from neat.models.blocks import ATTENTION, MLPS, NORMS, POSITIONS, Block, gpt2_init
@@ -36,6 +37,9 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, padded, bias=False)
         gpt2_init(self, cfg.n_layer)
         self.lm_head.weight = self.wte.weight  # tied (Press & Wolf, 2017)
+        # Set by the trainer's config (training.activation_checkpointing): trade compute for
+        # memory by recomputing each block's activations in the backward pass.
+        self.activation_checkpointing = False
 
     @property
     def block_size(self) -> int:
@@ -49,14 +53,20 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {t} exceeds model.block_size {self.cfg.block_size}")
         x = self.drop(self.pos(self.wte(input_ids)))
         for block in self.blocks:
-            x = block(x)
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         logits: torch.Tensor = self.lm_head(self.ln_f(x))
         if logits.shape[-1] != self.vocab_size:
             logits = logits[..., : self.vocab_size]
         loss = None
         if targets is not None:
+            # Under autocast cross-entropy already runs in fp32; casting the whole logits
+            # tensor first would write and read a (batch, seq, vocab) fp32 copy.
+            flat = logits if torch.is_autocast_enabled() else logits.float()
             loss = F.cross_entropy(
-                logits.float().view(-1, self.vocab_size),
+                flat.view(-1, self.vocab_size),
                 targets.reshape(-1),
                 ignore_index=IGNORE_INDEX,
             )
