@@ -80,8 +80,10 @@ def train(
     trainer = container.trainer()
     trainer.restore()
     state = trainer.fit()
+    if not container.dist().is_main:  # under torchrun, rank 0 speaks for all
+        return
     best = f"{state.best_val_loss:.4f}" if state.best_val_loss is not None else "n/a"
-    click.echo(f"done: {state.step} steps, best val loss {best}, run dir {run_dir}")
+    click.echo(f"done: {state.step} steps, best val loss {best}, run dir {trainer.run_dir}")
 
 
 @cli.command(name="eval")
@@ -371,6 +373,9 @@ def bench(
             random_data=data_mode == "random",
             peak=peak_flops,
         )
+        is_main = container.dist().is_main
+    if not is_main:  # under torchrun, rank 0 reports the global figures
+        return
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return

@@ -150,6 +150,12 @@ class BatchSampler:
     several parts an epoch has as many rows as all parts have slots; part i supplies
     weight_i / sum(weights) of them, through its own shuffled slots (starting another pass
     over them, freshly shuffled, when its share exceeds its slots).
+
+    `batch_size` is the global batch. With `world_size` > 1 every process follows the same
+    plan and reads only its own `batch_size / world_size` rows of each batch (rank r takes
+    rows [r * b, (r + 1) * b)), so together they train on exactly the rows one process would,
+    and the position (counted in global batches) is the same on every rank and for any
+    world size that divides the batch.
     """
 
     def __init__(
@@ -160,10 +166,17 @@ class BatchSampler:
         seed: int,
         device: torch.device | str = "cpu",
         name: str = "train",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size <= 0 or block_size <= 0:
             raise ValueError(
                 f"batch_size and block_size must be positive, got {batch_size}, {block_size}"
+            )
+        if not 0 <= rank < world_size or batch_size % world_size:
+            raise ValueError(
+                f"rank {rank} of world size {world_size} cannot take an even share of "
+                f"batch_size {batch_size}"
             )
         parts = weighted_splits(data, name)
         if not parts:
@@ -172,6 +185,8 @@ class BatchSampler:
         if not all(math.isfinite(w) and w > 0 for w in weights):
             raise ValueError(f"part weights must be positive, got {weights}")
         self.batch_size = batch_size
+        self.rank_rows = batch_size // world_size
+        self.rank = rank
         self.block_size = block_size
         self.seed = seed
         self.device = torch.device(device)
@@ -248,7 +263,8 @@ class BatchSampler:
 
     def next_batch(self) -> Batch:
         plan = self._epoch_plan()
-        rows = slice(self._cursor * self.batch_size, (self._cursor + 1) * self.batch_size)
+        first = self._cursor * self.batch_size + self.rank * self.rank_rows
+        rows = slice(first, first + self.rank_rows)
         windows, masks = self.reader.read(plan.array[rows], plan.start[rows])
         x, y = _inputs_targets(windows, masks)
         self._cursor += 1

@@ -32,7 +32,16 @@ from neat.models import GPT
 from neat.monitoring import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory
 from neat.persistence import Checkpointer, resolve_checkpoint
-from neat.training.device import enable_fast_math, resolve_device
+from neat.training.device import enable_fast_math
+from neat.training.distributed import (
+    SINGLE,
+    DistInfo,
+    check_batch_divides,
+    init_distributed,
+    rank_zero_first,
+    unwrap_model,
+    wrap_model,
+)
 from neat.training.run_dir import CHECKPOINTS, write_run_files
 from neat.training.trainer import BatchSource
 
@@ -106,10 +115,14 @@ register_builder("evaluation", "lm", build_loss_evaluator)
 # -- functions the container calls ---------------------------------------------------------------
 
 
-def make_device(config: ExperimentConfig) -> torch.device:
-    device = resolve_device(config.training.device)
-    enable_fast_math(device)
-    return device
+def make_dist(config: ExperimentConfig) -> DistInfo:
+    """torchrun's process group when launched by it (one GPU per process), else one process."""
+    return init_distributed(config.training.distributed, config.training.device)
+
+
+def make_device(dist: DistInfo) -> torch.device:
+    enable_fast_math(dist.device)
+    return dist.device
 
 
 def cache_dir_of(config: ExperimentConfig) -> Path:
@@ -129,16 +142,27 @@ def make_data_source(config: ExperimentConfig) -> IDataSource:
     return MixtureSource(parts)
 
 
-def make_tokenizer(config: ExperimentConfig, source: IDataSource) -> ITokenizer:
-    tokenizer: ITokenizer = build("tokenizer", config.data.tokenizer, source, cache_dir_of(config))
+def make_tokenizer(
+    config: ExperimentConfig, source: IDataSource, dist: DistInfo = SINGLE
+) -> ITokenizer:
+    """Under torchrun rank 0 fits (or finds) it first; the others then load its cache."""
+    with rank_zero_first(dist):
+        tokenizer: ITokenizer = build(
+            "tokenizer", config.data.tokenizer, source, cache_dir_of(config)
+        )
     return tokenizer
 
 
 def make_token_data(
-    config: ExperimentConfig, source: IDataSource, tokenizer: ITokenizer
+    config: ExperimentConfig, source: IDataSource, tokenizer: ITokenizer, dist: DistInfo = SINGLE
 ) -> TokenData:
-    """Each source part prepared (or found) in the token cache, split into train and val."""
-    return prepare_token_data(source, tokenizer, cache_dir_of(config), config.data.val_fraction)
+    """Each source part prepared (or found) in the token cache, split into train and val.
+
+    Under torchrun rank 0 tokenizes first and the others read the finished cache entry,
+    rather than every rank tokenizing the same corpus on the same cores.
+    """
+    with rank_zero_first(dist):
+        return prepare_token_data(source, tokenizer, cache_dir_of(config), config.data.val_fraction)
 
 
 def block_size_of(config: ExperimentConfig) -> int:
@@ -161,6 +185,13 @@ def make_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.training.seed)
         model: nn.Module = build("model", config.model, vocab_size)
+    if config.training.activation_checkpointing:
+        if not hasattr(model, "activation_checkpointing"):
+            raise ConfigError(
+                f"training.activation_checkpointing: model type {config.model.type!r} does not "
+                "support it; set it to false"
+            )
+        setattr(model, "activation_checkpointing", True)  # noqa: B010  (nn.Module typing)
     init_from = getattr(config.model, "init_from", None)
     if init_from and use_init_from:  # weights only: optimizer, step, data position start fresh
         checkpoint = resolve_checkpoint(Path(init_from))
@@ -169,12 +200,25 @@ def make_model(
     return model
 
 
+def make_parallel_model(
+    config: ExperimentConfig, model: nn.Module, dist: DistInfo, device: torch.device
+) -> nn.Module:
+    """The model on its device and, under torchrun, wrapped by DDP or sharded by FSDP2."""
+    if dist.mode == "fsdp" and config.training.precision == "fp16":
+        raise ConfigError(
+            "training.precision=fp16 does not work with training.distributed=fsdp (each "
+            "rank's loss scaler would see only its gradient shard); use bf16"
+        )
+    model.to(device)
+    return wrap_model(model, dist)
+
+
 def make_optimizer(
     factory: IOptimizerFactory, model: nn.Module, device: torch.device
 ) -> torch.optim.Optimizer:
-    """Place the model first: fused AdamW needs its parameters on the GPU already."""
-    model.to(device)
-    return factory.create(model, device)
+    """After `make_parallel_model`: fused AdamW needs the parameters on the GPU already, and
+    FSDP2 replaces them with their shards, which the optimizer must be given."""
+    return factory.create(unwrap_model(model), device)
 
 
 def make_train_batches(
@@ -183,8 +227,11 @@ def make_train_batches(
     device: torch.device,
     source: IDataSource,
     tokenizer: ITokenizer,
+    dist: DistInfo = SINGLE,
 ) -> BatchSource:
-    """The sampler; one that takes the source's changes at epoch ends when it refreshes."""
+    """The sampler (this rank's rows of each global batch); one that takes the source's
+    changes at epoch ends when it refreshes."""
+    check_batch_divides(config.training.batch_size, dist)
 
     def sampler(data: TokenData) -> BatchSampler:
         return BatchSampler(
@@ -194,10 +241,18 @@ def make_train_batches(
             seed=config.training.seed,
             device=device,
             name="train",
+            rank=dist.rank,
+            world_size=dist.world_size,
         )
 
     if not live_parts(source):
         return sampler(token_data)
+    if dist.active:
+        raise ConfigError(
+            "a data source with reindex_interval > 0 cannot feed multi-process training: "
+            "each rank would see the corpus change at a different time; set its "
+            "reindex_interval to 0 or train in one process"
+        )
     return RefreshingSampler(
         token_data,
         fingerprint=source.fingerprint,
@@ -207,32 +262,50 @@ def make_train_batches(
 
 
 def make_evaluator(
-    config: ExperimentConfig, token_data: TokenData, device: torch.device, precision: str
+    config: ExperimentConfig,
+    token_data: TokenData,
+    device: torch.device,
+    precision: str,
+    dist: DistInfo = SINGLE,
 ) -> IEvaluator:
+    """Every rank evaluates the same batches (so FSDP's gathers line up and every rank
+    agrees on best_val_loss); their default size is one rank's share of the training batch,
+    which is known to fit on one device."""
     evaluator: IEvaluator = build(
         "evaluation",
         config.evaluation,
         token_data=token_data,
         block_size=block_size_of(config),
-        batch_size=config.training.batch_size,
+        batch_size=config.training.batch_size // dist.world_size,
         device=device,
         precision=precision,
     )
     return evaluator
 
 
-def make_checkpointer(config: ExperimentConfig, run_dir: Path) -> Checkpointer:
+def make_checkpointer(
+    config: ExperimentConfig, run_dir: Path, dist: DistInfo = SINGLE
+) -> Checkpointer:
+    """Rank 0 writes; the other ranks' checkpointer only takes part in gathering shards."""
     return Checkpointer(
         run_dir / CHECKPOINTS,
         keep_last=config.checkpoint.keep_last,
         metadata=config.model_dump(mode="json"),
+        writer=dist.is_main,
     )
 
 
 def make_monitors(
-    config: ExperimentConfig, run_dir: Path, console: Console, source: IDataSource
+    config: ExperimentConfig,
+    run_dir: Path,
+    console: Console,
+    source: IDataSource,
+    dist: DistInfo = SINGLE,
 ) -> list[IMonitor]:
-    """The configured monitors, and one refresher per source that refreshes during training."""
+    """The configured monitors, and one refresher per source that refreshes during training.
+    Only rank 0 watches a run: one progress display, one metrics.jsonl, one log.jsonl."""
+    if not dist.is_main:
+        return []
     ctx = MonitorContext(run_dir=run_dir, console=console, progress_mode=config.monitoring.progress)
     monitors = build_monitors(config.monitoring.monitors, ctx)
     refreshers: list[IMonitor] = [
@@ -241,7 +314,10 @@ def make_monitors(
     return monitors + refreshers
 
 
-def run_dir_writer(config: ExperimentConfig, tokenizer: ITokenizer) -> Any:
+def run_dir_writer(config: ExperimentConfig, tokenizer: ITokenizer, dist: DistInfo = SINGLE) -> Any:
+    """Rank 0 writes config.yaml and tokenizer.json; other ranks write nothing."""
+    if not dist.is_main:
+        return lambda run_dir: {}
     return lambda run_dir: write_run_files(run_dir, config, tokenizer)
 
 

@@ -20,6 +20,7 @@ from neat.di import builders, registry
 from neat.monitoring import EventBus
 from neat.monitoring.registry import check_monitor_names
 from neat.optimization.precision import resolve_precision
+from neat.training.distributed import broadcast_object, torchrun_env
 from neat.training.run_dir import new_run_dir
 from neat.training.trainer import Schedule, Trainer
 
@@ -30,26 +31,34 @@ class ServiceContainer(containers.DeclarativeContainer):
     resume_from: providers.Provider[Path | None] = providers.Object(None)
     console = providers.Singleton(Console, stderr=True)
 
-    device = providers.Singleton(builders.make_device, config)
+    dist = providers.Singleton(builders.make_dist, config)
+    device = providers.Singleton(builders.make_device, dist)
     precision = providers.Singleton(resolve_precision, config.provided.training.precision, device)
 
     data_source = providers.Singleton(builders.make_data_source, config)
-    tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source)
-    token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer)
+    tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source, dist)
+    token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer, dist)
     train_batches = providers.Singleton(
-        builders.make_train_batches, config, token_data, device, data_source, tokenizer
+        builders.make_train_batches, config, token_data, device, data_source, tokenizer, dist
     )
 
     model = providers.Singleton(builders.make_model, config, tokenizer)
+    parallel_model = providers.Singleton(builders.make_parallel_model, config, model, dist, device)
     optimizer_factory = providers.Singleton(
         registry.build, "optimization", config.provided.optimization, config.provided.training
     )
-    optimizer = providers.Singleton(builders.make_optimizer, optimizer_factory, model, device)
-    evaluator = providers.Singleton(builders.make_evaluator, config, token_data, device, precision)
-    checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir)
+    optimizer = providers.Singleton(
+        builders.make_optimizer, optimizer_factory, parallel_model, device
+    )
+    evaluator = providers.Singleton(
+        builders.make_evaluator, config, token_data, device, precision, dist
+    )
+    checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir, dist)
 
     event_bus = providers.Singleton(EventBus)
-    monitors = providers.Factory(builders.make_monitors, config, run_dir, console, data_source)
+    monitors = providers.Factory(
+        builders.make_monitors, config, run_dir, console, data_source, dist
+    )
 
     schedule = providers.Singleton(
         Schedule,
@@ -76,12 +85,15 @@ class ServiceContainer(containers.DeclarativeContainer):
         tokens_per_step=providers.Callable(builders.tokens_per_step, config),
         seq_len=providers.Callable(builders.block_size_of, config),
         run_dir=run_dir,
-        prepare_run_dir=providers.Callable(builders.run_dir_writer, config, tokenizer),
+        prepare_run_dir=providers.Callable(builders.run_dir_writer, config, tokenizer, dist),
         make_monitors=monitors.provider,
         resume_from=resume_from,
         compile_model=config.provided.training.compile,
+        compile_mode=config.provided.training.compile_mode,
         grad_clip=providers.Callable(builders.grad_clip_of, config),
         config_dict=providers.Callable(builders.config_dict, config),
+        parallel_model=parallel_model,
+        dist=dist,
     )
 
 
@@ -102,4 +114,17 @@ def build_container(
     if console is not None:
         container.console.override(providers.Object(console))
     container.check_dependencies()
+    if torchrun_env() is not None:
+        _agree_on_run(container)
     return container
+
+
+def _agree_on_run(container: ServiceContainer) -> None:
+    """Under torchrun every rank resolved its own run directory and resume point (a new
+    run's name has a timestamp); all take rank 0's, so they write and read one run."""
+    info = container.dist()
+    if not info.active:
+        return
+    run_dir, resume_from = broadcast_object((container.run_dir(), container.resume_from()), info)
+    container.run_dir.override(providers.Object(run_dir))
+    container.resume_from.override(providers.Object(resume_from))

@@ -22,7 +22,7 @@ from structlog.typing import Processor
 
 from neat.errors import ConfigError
 
-__all__ = ["RichConsoleHandler", "add_json_log_file", "configure_logging"]
+__all__ = ["RichConsoleHandler", "add_json_log_file", "configure_logging", "configure_rank_logging"]
 
 # Handlers installed by configure_logging carry these names, so a second call can find and
 # replace them without touching handlers that someone else (pytest, the user) attached.
@@ -113,6 +113,15 @@ def add_json_log_file(path: Path) -> Callable[[], None]:
         handler.close()
 
     return detach
+
+
+def configure_rank_logging(rank: int) -> None:
+    """Under torchrun: tag every entry with its rank, and let ranks other than 0 log only
+    warnings and errors, so the console shows one run rather than N interleaved copies."""
+    structlog.contextvars.bind_contextvars(rank=rank)
+    if rank != 0:
+        root = logging.getLogger()
+        root.setLevel(max(root.level, logging.WARNING))
 
 
 def _parse_level(level: str) -> int:

@@ -59,19 +59,28 @@ class Checkpointer:
     `metadata` (typically the resolved config) is stored in every state.json under "config",
     so a checkpoint documents how it was made and a shape mismatch can name the config keys
     that differ. Loading never unpickles: tensors come from safetensors, the rest from JSON.
+
+    In multi-process training every rank calls `save` (gathering a sharded model is a
+    collective) but only the one built with `writer=True` (rank 0) touches the disk; the
+    others return the path it writes.
     """
 
     def __init__(
-        self, directory: Path, keep_last: int = 2, metadata: Mapping[str, Any] | None = None
+        self,
+        directory: Path,
+        keep_last: int = 2,
+        metadata: Mapping[str, Any] | None = None,
+        writer: bool = True,
     ) -> None:
         if keep_last < 1:
             raise ConfigError(f"checkpoint keep_last must be at least 1, got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.metadata = dict(metadata) if metadata is not None else None
+        self.writer = writer
         self._swept = False
         self._known_complete: dict[str, int] = {}  # dir name -> state.json mtime_ns
-        if self.directory.is_dir():
+        if self.writer and self.directory.is_dir():
             self._sweep_leftovers()
 
     def save(
@@ -82,6 +91,11 @@ class Checkpointer:
         extra_files: Mapping[str, Path] | None = None,
     ) -> Path:
         """Write `step_<state.step>/` atomically, apply retention, return its path."""
+        if not self.writer:
+            save_model(model, None)
+            if optimizer is not None:
+                save_optimizer(optimizer, None, None)
+            return self.directory / f"{STEP_PREFIX}{state.step}"
         started = time.perf_counter()
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,12 @@ __all__ = ["capture_rng_state", "restore_rng_state"]
 log = structlog.get_logger(__name__)
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Snapshot the global generators; the result survives `json.dumps`/`json.loads`."""
+def capture_rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
+    """Snapshot the global generators; the result survives `json.dumps`/`json.loads`.
+
+    `cuda_device`: only that GPU's generator (one process per GPU under torchrun; touching
+    the others would open a CUDA context on each). Default: every visible GPU's.
+    """
     version, internal, gauss_next = random.getstate()
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
@@ -37,13 +41,18 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": _tensor_to_b64(torch.get_rng_state()),
     }
-    if torch.cuda.is_available():
+    if cuda_device is not None and cuda_device.type == "cuda":
+        state["cuda"] = [_tensor_to_b64(torch.cuda.get_rng_state(cuda_device))]
+    elif torch.cuda.is_available():
         state["cuda"] = [_tensor_to_b64(s) for s in torch.cuda.get_rng_state_all()]
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put the generators back as captured. A missing "cuda" entry (CPU run) is fine."""
+def restore_rng_state(state: dict[str, Any], cuda_device: torch.device | None = None) -> None:
+    """Put the generators back as captured. A missing "cuda" entry (CPU run) is fine.
+
+    `cuda_device`: the one GPU whose generator was captured alone (see capture_rng_state).
+    """
     for required in ("python", "numpy", "torch"):
         if required not in state:
             raise CheckpointError(
@@ -56,7 +65,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     keys = np.frombuffer(base64.b64decode(npy["keys"]), dtype="<u4").astype(np.uint32)
     np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     torch.set_rng_state(_tensor_from_b64(state["torch"]))
-    _restore_cuda(state.get("cuda"))
+    saved = state.get("cuda")
+    if cuda_device is not None and cuda_device.type == "cuda" and saved:
+        torch.cuda.set_rng_state(_tensor_from_b64(saved[0]), device=cuda_device)
+    else:
+        _restore_cuda(saved)
 
 
 def _restore_cuda(saved: list[str] | None) -> None:

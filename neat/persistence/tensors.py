@@ -3,17 +3,25 @@
 safetensors stores a flat name -> tensor table and refuses two names over one storage, so
 tied weights are stored once and the other names recorded as aliases; the optimizer's
 nested state becomes a flat tensor table plus a JSON skeleton that points into it.
+
+Sharded tensors (DTensors of an FSDP2 model and its optimizer) are gathered whole on save and
+cut back to this rank's shard on load, so every checkpoint has one layout whatever wrote it.
+Gathering is a collective: every rank saves, in the same order; only the writer keeps data.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 from neat.errors import CheckpointError
 from neat.persistence.files import write_json
@@ -32,23 +40,41 @@ def plain_key(key: str) -> str:
     return ".".join(part for part in key.split(".") if part != _COMPILE_WRAPPER)
 
 
+def is_sharded(tensor: object) -> TypeGuard[DTensor]:
+    """A DTensor (FSDP2's parameters and optimizer state)? Checked without importing
+    torch.distributed.tensor, ~0.7 s of start-up that one-process commands need not pay:
+    until something has imported it, no DTensor can exist."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """`model.state_dict()` under plain keys."""
     return {plain_key(k): v for k, v in model.state_dict().items()}
 
 
 class _TensorTable:
-    """Collects tensors for one safetensors file, storing each distinct tensor once."""
+    """Collects tensors for one safetensors file, storing each distinct tensor once.
 
-    def __init__(self) -> None:
+    `keep=False` (a rank that does not write) still gathers sharded tensors, the collective
+    the writer waits on, but keeps nothing.
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self.tensors: dict[str, torch.Tensor] = {}
         self._views: dict[tuple[object, ...], str] = {}
         self._storages: set[tuple[torch.device, int]] = set()
+        self._sharded: dict[int, tuple[DTensor, str]] = {}  # id -> (kept alive, stored name)
 
     def add(self, name: str, tensor: torch.Tensor) -> str:
         """Store `tensor` under `name`; returns the name it is actually stored under (an
         earlier name when it is the very same view, i.e. a tied weight)."""
+        if is_sharded(tensor):
+            return self._add_sharded(name, tensor)
         tensor = tensor.detach()
+        if not self.keep:
+            return name
         shared = False
         if tensor.numel() > 0:  # empty tensors may all report data_ptr 0
             storage = (tensor.device, tensor.untyped_storage().data_ptr())
@@ -65,19 +91,38 @@ class _TensorTable:
         self.tensors[name] = cpu.clone() if shared else cpu
         return name
 
+    def _add_sharded(self, name: str, tensor: DTensor) -> str:
+        # A tied sharded parameter is one Parameter object under two names: identity, not
+        # storage, decides, because a rank's shard may be empty and every rank must agree
+        # on which tensors to gather.
+        if id(tensor) in self._sharded:
+            return self._sharded[id(tensor)][1]
+        self._sharded[id(tensor)] = (tensor, name)
+        with torch.no_grad():
+            whole = tensor.full_tensor()
+        if self.keep:
+            self.tensors[name] = whole.to("cpu").contiguous()
+        return name
+
     def save(self, path: Path) -> None:
         save_file(self.tensors, str(path), metadata={"format": "pt"})
 
 
-def save_model(model: torch.nn.Module, path: Path) -> dict[str, str]:
-    """Write the model's tensors; returns {alias: stored name} for tied weights."""
-    table = _TensorTable()
+def save_model(model: torch.nn.Module, path: Path | None) -> dict[str, str]:
+    """Write the model's tensors; returns {alias: stored name} for tied weights.
+
+    `path=None`: take part in gathering sharded tensors, write nothing (a non-writing rank).
+    """
+    table = _TensorTable(keep=path is not None)
     aliases: dict[str, str] = {}
-    for name, tensor in model_state(model).items():
+    # keep_vars: tied parameters stay one object under both names (see _add_sharded)
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        name = plain_key(key)
         stored = table.add(name, tensor)
         if stored != name:
             aliases[name] = stored
-    table.save(path)
+    if path is not None:
+        table.save(path)
     return aliases
 
 
@@ -133,17 +178,24 @@ def load_model(
     parameters (so ties stay tied and the parameters keep their device)."""
     check_model_fits(read_shapes(path, aliases), model, mismatch_reason)
     loaded = _load_tensors(path)
-    actual = {plain_key(k): k for k in model.state_dict()}
-    state = {actual[name]: loaded[aliases.get(name, name)] for name in actual}
+    current = model.state_dict()
+    state = {
+        k: _like(loaded[aliases.get(plain_key(k), plain_key(k))], v) for k, v in current.items()
+    }
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"cannot load {path.name} into the model: {exc}") from exc
 
 
-def save_optimizer(optimizer: torch.optim.Optimizer, tensors_path: Path, json_path: Path) -> None:
-    """Tensors to `state.<param_id>.<name>` in safetensors, everything else to JSON."""
-    table = _TensorTable()
+def save_optimizer(
+    optimizer: torch.optim.Optimizer, tensors_path: Path | None, json_path: Path | None
+) -> None:
+    """Tensors to `state.<param_id>.<name>` in safetensors, everything else to JSON.
+
+    `None` paths: only take part in gathering sharded state (a non-writing rank).
+    """
+    table = _TensorTable(keep=tensors_path is not None)
     skeleton: dict[str, Any] = {}
     for key, value in optimizer.state_dict().items():
         if key == "state":
@@ -152,8 +204,9 @@ def save_optimizer(optimizer: torch.optim.Optimizer, tensors_path: Path, json_pa
             }
         else:
             skeleton[key] = _encode(value, key, table)
-    table.save(tensors_path)
-    write_json(json_path, skeleton)
+    if tensors_path is not None and json_path is not None:
+        table.save(tensors_path)
+        write_json(json_path, skeleton)
 
 
 def load_optimizer(
@@ -164,12 +217,39 @@ def load_optimizer(
     try:
         state_dict = {key: _decode(value, tensors) for key, value in skeleton.items()}
         state_dict["state"] = {int(pid): v for pid, v in state_dict.get("state", {}).items()}
+        _shard_like_params(optimizer, state_dict)
         optimizer.load_state_dict(state_dict)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(
             f"the optimizer state in {tensors_path.parent} does not fit this optimizer ({exc}): "
             "the checkpoint was saved with a different optimizer or model config"
         ) from exc
+
+
+def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`value` (a whole tensor from the file) as `target` holds it: this rank's shard when
+    `target` is sharded. Every rank read the same file, so no data moves between ranks."""
+    if not is_sharded(target):
+        return value
+    from torch.distributed.tensor import distribute_tensor
+
+    local = value.to(target.to_local().device)
+    return distribute_tensor(local, target.device_mesh, target.placements, src_data_rank=None)
+
+
+def _shard_like_params(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+    """Cut whole optimizer state tensors (exp_avg, ...) to the shards of sharded params."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(is_sharded(p) for p in params):
+        return
+    saved_ids = [pid for group in state_dict.get("param_groups", []) for pid in group["params"]]
+    state = state_dict["state"]
+    for pid, param in zip(saved_ids, params, strict=False):
+        if is_sharded(param) and pid in state:
+            state[pid] = {
+                k: _like(v, param) if isinstance(v, torch.Tensor) and v.shape == param.shape else v
+                for k, v in state[pid].items()
+            }
 
 
 def _encode(value: Any, name: str, table: _TensorTable) -> Any:

@@ -120,10 +120,11 @@ class BenchSession:
         self.trainer = container.trainer()
         self.model = self.trainer.model
         self.model.train()
+        parallel = self.trainer.parallel_model  # DDP's wrapper under torchrun
         self.step_model = (
-            torch.compile(self.model, mode=config.training.compile_mode)
+            torch.compile(parallel, mode=config.training.compile_mode)
             if config.training.compile
-            else self.model
+            else parallel
         )
         self.scaler = grad_scaler(self.trainer.precision, self.device)
         self.step = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+import structlog
 import torch
 from torch import nn
 
@@ -29,8 +30,22 @@ from neat.monitoring.events import (
 )
 from neat.optimization.precision import autocast, grad_scaler
 from neat.persistence.rng import capture_rng_state, restore_rng_state
+from neat.persistence.tensors import is_sharded
 from neat.training.device import peak_flops
+from neat.training.distributed import (
+    SINGLE,
+    DistInfo,
+    agree_on_stop,
+    barrier,
+    mean_across_ranks,
+    per_rank_state,
+    rank_entries,
+    set_grad_sync,
+    state_for_this_rank,
+)
 from neat.training.seeding import seed_everything
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,16 @@ class BatchSource(Protocol):
 
 
 class Trainer:
-    """Implements ITrainer: restore or seed, then step, log, evaluate and checkpoint to the end."""
+    """Implements ITrainer: restore or seed, then step, log, evaluate and checkpoint to the end.
+
+    Under torchrun every rank runs this same loop. `model` is the user's module (what is
+    evaluated and checkpointed), `parallel_model` what the step calls (DDP's wrapper, or the
+    model itself when FSDP2 sharded it in place). Rank 0 alone writes files (the container
+    gives other ranks no monitors and a checkpointer that does not write). Besides the
+    gradient reduction, the ranks meet only where the loop syncs anyway (log, eval and
+    checkpoint steps) and in one tiny CPU all-reduce before each step, which makes a stop
+    signal that reached any rank stop all of them at the same step.
+    """
 
     def __init__(
         self,
@@ -79,10 +103,15 @@ class Trainer:
         make_monitors: Callable[[], Sequence[IMonitor]] = tuple,
         resume_from: Path | None = None,
         compile_model: bool = False,
+        compile_mode: str = "default",
         grad_clip: float = 1.0,
         config_dict: dict[str, Any] | None = None,
+        parallel_model: nn.Module | None = None,
+        dist: DistInfo = SINGLE,
     ) -> None:
         self.model = model
+        self.parallel_model = parallel_model if parallel_model is not None else model
+        self.dist = dist
         self.optimizer = optimizer
         self.optimizer_factory = optimizer_factory
         self.train_batches = train_batches
@@ -100,10 +129,12 @@ class Trainer:
         self.make_monitors = make_monitors
         self.resume_from = resume_from
         self.compile_model = compile_model
+        self.compile_mode = compile_mode
         self.grad_clip = grad_clip
         self.config_dict = config_dict or {}
         self.state: TrainState | None = None
-        self._stop_signal: int | None = None
+        self._signal_received: int | None = None  # on this rank, by the handler
+        self._stop_signal: int | None = None  # agreed by all ranks, before each step
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -116,13 +147,39 @@ class Trainer:
             return self.state
         if self.resume_from is not None:
             state = self.checkpointer.load(self.resume_from, self.model, self.optimizer)
-            self.train_batches.load_state_dict(state.data_state)
-            restore_rng_state(state.rng_state)
+            position = state_for_this_rank(state.data_state, self.dist, "data positions")
+            self.train_batches.load_state_dict(position)
+            self._restore_rng(state)
         else:
             state = TrainState()
-            seed_everything(self.seed)
+            seed_everything(self.seed + self.dist.rank)  # rank 0: exactly the one-process seed
         self.state = state
         return state
+
+    def _restore_rng(self, state: TrainState) -> None:
+        """Each rank's generators as saved. On another world size there is no matching set:
+        fresh per-rank seeds keep dropout independent, and only randomness is not exact."""
+        saved = rank_entries(state.rng_state, "RNG states")
+        if len(saved) == self.dist.world_size:
+            restore_rng_state(saved[self.dist.rank], self._cuda_device)
+            return
+        log.warning(
+            "rng_reseeded",
+            saved_world_size=len(saved),
+            world_size=self.dist.world_size,
+            hint="the data order resumes exactly; dropout and sampling draw fresh numbers",
+        )
+        seed_everything(self.seed + self.dist.rank + 1_000_003 * state.step)
+
+    @property
+    def _cuda_device(self) -> torch.device | None:
+        # under torchrun each rank saves only its own GPU's generator
+        return self.device if self.dist.active and self.device.type == "cuda" else None
+
+    def _device_description(self) -> str:
+        if not self.dist.active:
+            return str(self.device)
+        return f"{self.dist.world_size} x {self.device.type} ({self.dist.mode})"
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -132,9 +189,13 @@ class Trainer:
         extra_files = self.prepare_run_dir(self.run_dir)
         monitors = list(self.make_monitors())
         unsubscribe = [self.bus.subscribe(m.on_event) for m in monitors]
-        step_model: nn.Module = self.model
+        step_model: nn.Module = self.parallel_model
         if self.compile_model:
-            step_model = torch.compile(self.model)  # type: ignore[assignment]
+            # after wrapping, as PyTorch's DDP notes ask: dynamo then splits the graph at
+            # DDP's bucket boundaries so communication overlaps the backward pass
+            step_model = torch.compile(  # type: ignore[assignment]
+                self.parallel_model, mode=self.compile_mode
+            )
         scaler = grad_scaler(self.precision, self.device)
         sched = self.schedule
         started = time.perf_counter()
@@ -146,7 +207,7 @@ class Trainer:
                 start_step=state.step,
                 max_steps=sched.max_steps,
                 num_params=_num_params(self.model),
-                device=str(self.device),
+                device=self._device_description(),
                 tokens_per_step=self.tokens_per_step,
             )
         )
@@ -154,8 +215,11 @@ class Trainer:
         last_saved = -1
         try:
             with self._signals_stop_training():
-                self.model.train()
-                while state.step < sched.max_steps and self._stop_signal is None:
+                self.parallel_model.train()
+                while state.step < sched.max_steps:
+                    self._stop_signal = agree_on_stop(self._signal_received, self.dist)
+                    if self._stop_signal is not None:
+                        break
                     loss, grad_norm = self._train_step(step_model, optimizer, scaler, state.step)
                     state.step += 1
                     state.tokens_seen += self.tokens_per_step
@@ -169,7 +233,8 @@ class Trainer:
                     if state.step % sched.checkpoint_interval == 0 or (
                         is_last and sched.save_final
                     ):
-                        _check_finite(loss, state.step)  # never save diverged weights
+                        # never save diverged weights
+                        _check_finite(mean_across_ranks(loss, self.dist), state.step)
                         with window.paused():
                             self._save(state, extra_files)
                         last_saved = state.step
@@ -201,13 +266,17 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = lr
         accum = self.schedule.grad_accum_steps
-        loss_sum = torch.zeros((), device=self.device)
-        for _ in range(accum):
+        loss_sum: torch.Tensor | None = None
+        for micro in range(accum):
+            set_grad_sync(self.parallel_model, micro == accum - 1)
             batch = self.train_batches.next_batch()
             with autocast(self.precision, self.device):
-                loss = model(batch.input_ids, batch.targets)["loss"] / accum
+                loss = model(batch.input_ids, batch.targets)["loss"]
+            if accum > 1:
+                loss = loss / accum
             (scaler.scale(loss) if scaler is not None else loss).backward()
-            loss_sum += loss.detach()
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        assert loss_sum is not None  # accum >= 1
         grad_norm = None
         if scaler is not None:
             scaler.unscale_(optimizer)
@@ -231,9 +300,10 @@ class Trainer:
         window: _ThroughputWindow,
         started: float,
     ) -> None:
-        loss_value = _check_finite(loss, state.step)
+        loss_value = _check_finite(mean_across_ranks(loss, self.dist), state.step)
         tokens_per_s = window.tokens_per_s(state.step, self.tokens_per_step)
-        peak = peak_flops(self.device)
+        device_peak = peak_flops(self.device)
+        peak = device_peak * self.dist.world_size if device_peak else None
         flops = getattr(self.model, "flops_per_token", None)
         mfu = flops(self.seq_len) * tokens_per_s / peak if peak and callable(flops) else None
         state.metrics["loss"] = loss_value
@@ -243,7 +313,7 @@ class Trainer:
                 loss=loss_value,
                 lr=self.optimizer_factory.lr_at(state.step - 1),
                 tokens_per_s=tokens_per_s,
-                grad_norm=float(grad_norm) if grad_norm is not None else None,
+                grad_norm=_scalar(grad_norm) if grad_norm is not None else None,
                 mfu=mfu,
                 elapsed_s=time.perf_counter() - started,
             )
@@ -258,9 +328,12 @@ class Trainer:
         self.bus.publish(EvalCompleted(state.step, metrics))
 
     def _save(self, state: TrainState, extra_files: dict[str, Path]) -> Path:
-        state.data_state = self.train_batches.state_dict()
-        state.rng_state = capture_rng_state()
+        """Every rank gathers its part (data position, RNG, shards); rank 0 writes, and the
+        others wait for it so no rank runs ahead of a checkpoint that is not there yet."""
+        state.data_state = per_rank_state(self.train_batches.state_dict(), self.dist)
+        state.rng_state = per_rank_state(capture_rng_state(self._cuda_device), self.dist)
         path = self.checkpointer.save(state, self.model, self.optimizer, extra_files)
+        barrier(self.dist)
         self.bus.publish(CheckpointSaved(state.step, path))
         return path
 
@@ -272,9 +345,9 @@ class Trainer:
             return
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            if self._stop_signal is not None:
+            if self._signal_received is not None:
                 raise KeyboardInterrupt
-            self._stop_signal = signum
+            self._signal_received = signum
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -317,6 +390,11 @@ def _check_finite(loss: torch.Tensor, step: int) -> float:
             "The last checkpoint before it is intact."
         )
     return value
+
+
+def _scalar(value: torch.Tensor) -> float:
+    """A float of a scalar that may be a replicated DTensor (FSDP2's gradient norm)."""
+    return float(value.full_tensor() if is_sharded(value) else value)
 
 
 def _num_params(model: nn.Module) -> int:
