@@ -106,14 +106,16 @@ class BenchSession:
         self.config = config = container.config()
         self.device: torch.device = container.device()
         self.seq_len = int(config.model.block_size)
+        self.world_size = int(container.dist().world_size)
         batch_size = int(config.training.batch_size)
         if random_data:
             container.tokenizer.override(providers.Object(ByteTokenizer()))
             container.evaluator.override(providers.Object(None))
             container.checkpointer.override(providers.Object(None))
             vocab = int(getattr(config.model, "vocab_size", None) or ByteTokenizer().vocab_size)
+            rows = batch_size // self.world_size  # each rank's share, as in training
             container.train_batches.override(
-                providers.Object(RandomBatches(vocab, batch_size, self.seq_len, self.device))
+                providers.Object(RandomBatches(vocab, rows, self.seq_len, self.device))
             )
         self.batches = TimedBatches(container.train_batches())
         container.train_batches.override(providers.Object(self.batches))
@@ -166,6 +168,8 @@ def run_bench(
         float(model.flops_per_token(session.seq_len)) if hasattr(model, "flops_per_token") else 0.0
     )
     peak = peak if peak is not None else peak_flops(device)
+    if peak:
+        peak *= session.world_size  # tokens/s counts every rank's tokens: MFU per GPU
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return BenchResult(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
