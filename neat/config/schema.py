@@ -84,6 +84,11 @@ class TrainingConfig(StrictModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         default="default", description="torch.compile mode; reduce-overhead uses CUDA graphs"
     )
+    prefetch_batches: int = Field(
+        default=0,
+        ge=0,
+        description="batches made ahead on a thread (GPU only; 0: off, as measured no faster)",
+    )
     activation_checkpointing: bool = Field(
         default=False, description="recompute each block's activations in backward (less memory)"
     )
@@ -139,5 +144,6 @@ _BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
 for _section, _cls in _BUILTIN:
     register_config(_section, _cls)
 # Registering modules: importing them adds their config types to the registry.
+import neat.config.blt  # noqa: E402  (the blt model)
 import neat.config.synthetic  # noqa: E402  (synthetic_math, exact_match)
 import neat.config.tokenizers  # noqa: E402, F401  (bpe and hf tokenizers)

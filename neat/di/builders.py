@@ -23,6 +23,7 @@ from neat.data import (
     prepare_token_data,
 )
 from neat.data import build_tokenizer as build_builtin_tokenizer
+from neat.data.prefetch import PrefetchingBatches
 from neat.data.refresh import RefreshingSampler, RefreshMonitor, live_parts
 from neat.di.registry import build, register_builder
 from neat.errors import ConfigError
@@ -246,7 +247,10 @@ def make_train_batches(
         )
 
     if not live_parts(source):
-        return sampler(token_data)
+        batches = sampler(token_data)
+        depth = config.training.prefetch_batches
+        # a thread only pays where the step runs elsewhere (the GPU); on the CPU it competes
+        return PrefetchingBatches(batches, depth) if depth and device.type == "cuda" else batches
     if dist.active:
         raise ConfigError(
             "a data source with reindex_interval > 0 cannot feed multi-process training: "
@@ -334,5 +338,6 @@ def config_dict(config: ExperimentConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
+import neat.di.blt  # noqa: E402  (registers the blt model builder)
 import neat.di.indexing  # noqa: E402  (registers the markdown source builder)
 import neat.di.synthetic  # noqa: E402,F401  (registers the synthetic math builders)

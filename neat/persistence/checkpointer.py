@@ -37,6 +37,7 @@ from neat.persistence.manifest import (
     resolve_checkpoint,
     step_dirs,
 )
+from neat.persistence.migrations import migrator_for
 from neat.persistence.tensors import load_model, load_optimizer, save_model, save_optimizer
 
 __all__ = [
@@ -144,7 +145,16 @@ class Checkpointer:
                 f"checkpoint {path} holds no optimizer state; load it without an optimizer "
                 "(e.g. for evaluation) or resume from a checkpoint saved during training"
             )
-        load_model(model, path / MODEL_FILE, meta["tensor_aliases"], self._mismatch_reason(meta))
+        version = meta["format_version"]
+        if optimizer is not None and version < FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint {path} has the older format_version {version}: its weights are "
+                "migrated on load but its optimizer state (keyed by parameter order) is not; "
+                "load it without an optimizer, e.g. as model.init_from"
+            )
+        migrate = migrator_for(version, str(path))
+        reason = self._mismatch_reason(meta)
+        load_model(model, path / MODEL_FILE, meta["tensor_aliases"], reason, migrate)
         if optimizer is not None:
             load_optimizer(optimizer, _read_json(path / OPTIMIZER_JSON), path / OPTIMIZER_TENSORS)
         log.info("checkpoint_loaded", path=str(path), step=meta["step"])

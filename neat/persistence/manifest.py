@@ -20,6 +20,7 @@ from neat.persistence.files import sha256_file
 
 __all__ = [
     "FORMAT_VERSION",
+    "OLDEST_FORMAT_VERSION",
     "config_differences",
     "find_latest",
     "is_complete",
@@ -31,6 +32,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 FORMAT_VERSION = 1
+# Older versions hold older tensor layouts that neat.persistence.migrations rewrites on load.
+OLDEST_FORMAT_VERSION = 0
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
@@ -155,15 +158,15 @@ def _show(value: Any) -> str:
 
 def _check_version(meta: Mapping[str, Any], state_path: Path) -> None:
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < OLDEST_FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint file {state_path} has no valid format_version ({version!r}); it was "
             "not written by neat's checkpointer"
         )
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {state_path.parent} has format_version {version} but this neat reads "
-            f"up to {FORMAT_VERSION}: upgrade neat to load it"
+            f"checkpoint {state_path.parent} was written by a newer neat (it has format_version "
+            f"{version} but this neat reads up to {FORMAT_VERSION}): upgrade neat to load it"
         )
 
 

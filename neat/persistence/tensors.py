@@ -12,7 +12,7 @@ Gathering is a collective: every rank saves, in the same order; only the writer 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -172,12 +172,27 @@ def read_shapes(path: Path, aliases: Mapping[str, str]) -> dict[str, Shape]:
 
 
 def load_model(
-    model: torch.nn.Module, path: Path, aliases: Mapping[str, str], mismatch_reason: str
+    model: torch.nn.Module,
+    path: Path,
+    aliases: Mapping[str, str],
+    mismatch_reason: str,
+    migrate: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> None:
     """Check names and shapes, then copy the stored tensors into the model's existing
-    parameters (so ties stay tied and the parameters keep their device)."""
-    check_model_fits(read_shapes(path, aliases), model, mismatch_reason)
-    loaded = _load_tensors(path)
+    parameters (so ties stay tied and the parameters keep their device).
+
+    `migrate` rewrites an older format's tensors (aliases resolved) to today's names first;
+    the check then runs on what it returns.
+    """
+    shapes = read_shapes(path, aliases)
+    if migrate is None:
+        check_model_fits(shapes, model, mismatch_reason)
+        loaded = _load_tensors(path)
+    else:
+        stored = _load_tensors(path)
+        loaded = migrate({**stored, **{alias: stored[name] for alias, name in aliases.items()}})
+        aliases = {}
+        check_model_fits({k: tuple(v.shape) for k, v in loaded.items()}, model, mismatch_reason)
     current = model.state_dict()
     state = {
         k: _like(loaded[aliases.get(plain_key(k), plain_key(k))], v) for k, v in current.items()
