@@ -116,8 +116,13 @@ def _summary_lines(info: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("created", str(info["created"] or "-")),
         ("metrics", metrics),
         ("best val_loss", "-" if best is None else _number(best)),
-        ("parameters", f"{info['parameters']:,} in {len(info['tensors'])} tensors"),
+        ("parameters", f"{info['parameters']:,} ({_tensor_count(info['tensors'])})"),
     ]
+
+
+def _tensor_count(tensors: list[Mapping[str, Any]]) -> str:
+    tied = sum(1 for t in tensors if t["tied_to"])
+    return f"{len(tensors) - tied} tensors" + (f", {tied} tied" if tied else "")
 
 
 def _number(value: Any) -> str:
@@ -131,7 +136,7 @@ def _config_lines(config: Mapping[str, Any] | None) -> list[str]:
 
 
 def _tensor_cells(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    shape = "(" + ", ".join(str(s) for s in row["shape"]) + ")"
+    shape = str(tuple(row["shape"]))  # as the loader's mismatch error writes shapes
     size = f"tied to {row['tied_to']}" if row["tied_to"] else f"{row['params']:,}"
     return row["name"], shape, row["dtype"], size
 
@@ -150,14 +155,20 @@ def _echo_plain(info: Mapping[str, Any]) -> None:
 
 def _print_rich(console: Console, info: Mapping[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
     for label, value in _summary_lines(info):
-        console.print(f"[bold]{label}[/bold]  {value}", highlight=False)
+        summary.add_row(label, Text(value))
+    console.print(summary)
     for line in _config_lines(info["model_config"]):
-        console.print(line, highlight=False)
-    table = Table("tensor", "shape", "dtype", "params")
+        console.print(Text(line))
+    table = Table("tensor", "shape", "dtype")
+    table.add_column("params", justify="right")
     for row in info["tensors"]:
-        table.add_row(*_tensor_cells(row))
+        table.add_row(*map(Text, _tensor_cells(row)))
     console.print(table)
 
 

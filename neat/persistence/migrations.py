@@ -9,6 +9,9 @@ shape check then says which tensors do not fit.
 
 Only model tensors are migrated. Optimizer state is keyed by parameter order, which a layout
 change alters, so an old checkpoint loads weights only (evaluation, `model.init_from`).
+
+An old checkpoint is still a checkpoint directory: a bare legacy `model.safetensors` needs a
+state.json beside it (today's fields, `"format_version": 0`, the files' sha256s) to load.
 """
 
 from __future__ import annotations
