@@ -153,9 +153,9 @@ def _roots(paths: Sequence[Path], config: IndexingConfig) -> list[Path]:
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--mode",
-    type=click.Choice(["bm25", "dense", "hybrid"]),
+    type=click.Choice(["auto", "bm25", "dense", "hybrid"]),
     default=None,
-    help="Default: indexing.mode (bm25).",
+    help="Default: indexing.mode (auto: hybrid with an embedder, else bm25).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @_common
@@ -172,8 +172,7 @@ def index_search(
     """Ranked hits for QUERY: path, heading path, lines, score and a snippet."""
     config = _indexing_config(config_path, overrides)
     _require_db(Path(db or config.db))
-    needs_embedder = (mode or config.mode) != "bm25"
-    with _open(config, db, embed=needs_embedder) as indexer:
+    with _open(config, db, embed=(mode or config.mode) != "bm25") as indexer:
         hits = indexer.search(query, k=k, mode=mode)
     if as_json:
         _print_json(

@@ -86,7 +86,11 @@ class IndexingConfig(StrictModel):
     embedder: SentenceTransformerEmbedderConfig | None = Field(
         default=None, description="set to enable dense and hybrid search"
     )
-    mode: SearchMode = Field(default="bm25", description="default search mode")
+    mode: SearchMode | Literal["auto"] = Field(
+        default="auto",
+        description="default search mode; auto: hybrid when an embedder is set, else bm25 "
+        "(measured: hybrid nDCG@10 0.730 vs bm25 0.673 vs dense 0.638 on the rust book)",
+    )
     rrf_k: PositiveInt = Field(default=60, description="reciprocal rank fusion constant")
 
 

@@ -384,10 +384,13 @@ class MarkdownIndexer:
     # ------------------------------------------------------------------ search
 
     def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchHit]:
-        """The `k` best chunks for free text. `mode` (default `indexing.mode`): "bm25"
+        """The `k` best chunks for free text. `mode` (default `indexing.mode`): "auto" (hybrid
+        with an embedder, else bm25), "bm25"
         (FTS5), "dense" (embedder + exact inner product) or "hybrid" (reciprocal rank fusion
         of both, `indexing.rrf_k`). Any text is a valid query; one without words gives []."""
         mode = mode or self.config.mode
+        if mode == "auto":  # hybrid beat bm25 on the rust-book benchmark (nDCG@10 .730 vs .673)
+            mode = "hybrid" if self.embedder is not None else "bm25"
         if mode not in SEARCH_MODES:
             raise ConfigError(
                 f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)} "

@@ -169,7 +169,7 @@ def test_touch_edit_delete(docs: Path, tmp_path: Path, config: IndexingConfig) -
         deleted = ix.build([docs])
         assert deleted["removed"] == 1 and deleted["chunks_removed"] == tool_chunks == 1
         assert not any(c.path == "tools.md" for c in ix.chunks())
-        assert ix.search("hammer nails") == []
+        assert ix.search("hammer nails", mode="bm25") == []
         assert len(ix.chunks()) == n_chunks - 1
         assert ix.stats()["vectors"] == len({c.content_hash for c in ix.chunks()})
         for _ in range(3):
