@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from neat import __version__
+from neat.cli_blt import blt
 from neat.cli_checkpoints import checkpoints
 from neat.cli_common import config_options, user_errors
 from neat.cli_index import index
@@ -434,6 +435,7 @@ def clean(
 
 
 cli.add_command(index)
+cli.add_command(blt)
 cli.add_command(checkpoints)
 
 

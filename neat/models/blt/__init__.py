@@ -1,8 +1,12 @@
-"""The Byte Latent Transformer (Pagnoni et al., arXiv 2412.09871): entropy patching here; the
-model's `BLT` / `BLTConfig` are exported next to these by the module that defines them."""
+"""The Byte Latent Transformer (Pagnoni et al., arXiv 2412.09871).
+
+Exported here: entropy patching (`patching`). The model's `BLT` / `BLTConfig` live in
+`neat.models.blt.model` / `neat.config.blt`; their owners add them to this list.
+"""
 
 from neat.models.blt.patching import (
     Patching,
+    boundaries,
     calibrate_threshold,
     global_boundaries,
     load_entropy_model,
@@ -15,6 +19,7 @@ from neat.models.blt.patching import (
 
 __all__ = [
     "Patching",
+    "boundaries",
     "calibrate_threshold",
     "global_boundaries",
     "load_entropy_model",

@@ -79,10 +79,12 @@ def next_byte_entropies(
     it, a number fixed by ``i`` alone: the causality BLT's incremental patching needs, with one
     forward per chunk rather than per byte. ``window`` defaults to ``model.block_size``.
 
-    1-D input (a tensor or a list of ids 0..256: bytes, and end of text between documents)
+    1-D input (bytes, or a tensor or list of ids 0..256: end of text between documents)
     gives shape ``(L,)``, ``(B, L)`` gives ``(B, L)``; float32 on the CPU. `include_next` adds
     ``H[..., L]``, the entropy of the byte after the input (whether it starts a patch).
     """
+    if isinstance(byte_ids, bytes | bytearray):
+        byte_ids = list(byte_ids)
     ids = torch.as_tensor(byte_ids, dtype=torch.long).cpu()
     if ids.dim() not in (1, 2):
         raise ValueError(f"byte_ids must be 1-D or 2-D, got shape {tuple(ids.shape)}")
@@ -142,11 +144,12 @@ def _entropies(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: results may enter a caller's graph
             out = model(ids.to(device))
             logits = out["logits"] if isinstance(out, dict) else out
             logp = torch.log_softmax(logits.float(), dim=-1)
-            entropy = -(logp.exp() * logp).sum(dim=-1)
+            p = logp.exp()
+            entropy = -torch.where(p > 0, p * logp, 0.0).sum(dim=-1)  # 0·log 0 = 0
     finally:
         model.train(was_training)
     return entropy.cpu()
@@ -305,7 +308,7 @@ def patch(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     data = text_or_bytes.encode("utf-8") if isinstance(text_or_bytes, str) else text_or_bytes
     entropies = next_byte_entropies(
-        model, list(data), window=window, stride=stride, batch_size=batch_size
+        model, data, window=window, stride=stride, batch_size=batch_size
     )
     if threshold is None:
         assert target_patch_size is not None
