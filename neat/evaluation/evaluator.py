@@ -49,6 +49,7 @@ class LossEvaluator:
         was_training = model.training
         model.eval()
         total_nats = torch.zeros((), dtype=torch.float64, device=self.device)
+        patches, positions = 0, 0  # for models that cut their input into patches (BLT)
         try:
             for batch, count in zip(self.batches, self.counts, strict=True):
                 if count == 0:
@@ -56,14 +57,20 @@ class LossEvaluator:
                 x = batch.input_ids.to(self.device, non_blocking=True)
                 y = batch.targets.to(self.device, non_blocking=True)
                 with autocast(self.precision, self.device):
-                    loss = model(x, y)["loss"]
-                total_nats += loss.double() * count
+                    out = model(x, y)
+                total_nats += out["loss"].double() * count
+                if out.get("num_patches") is not None:
+                    patches += int(out["num_patches"])
+                    positions += x.numel()
         finally:
             model.train(was_training)
         nats = float(total_nats)  # the one host sync of an evaluation
         val_loss = nats / max(sum(self.counts), 1)
-        return {
+        metrics = {
             "val_loss": val_loss,
             "val_ppl": math.exp(min(val_loss, 700.0)),
             "val_bpb": bits_per_byte(nats, sum(self.byte_counts)),
         }
+        if patches:
+            metrics["mean_patch_size"] = positions / patches
+        return metrics

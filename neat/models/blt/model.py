@@ -370,7 +370,8 @@ class BLT(nn.Module):
             loss = F.cross_entropy(
                 flat.reshape(-1, self.vocab_size), targets.reshape(-1), ignore_index=IGNORE_INDEX
             )
-        return {"logits": logits, "loss": loss}
+        # patches over the batch, for evaluation's mean patch size (bytes per patch)
+        return {"logits": logits, "loss": loss, "num_patches": num_patches.sum()}
 
     def _starts(self, input_ids: torch.Tensor, patch_starts: torch.Tensor | None) -> torch.Tensor:
         """(B, L + 1) bool starts with position 0 set."""
