@@ -391,6 +391,7 @@ def test_trains_through_the_container_and_neat_eval_reports_bpb(
     assert state.step == 4
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "eval"]
     assert evals and "val_bpb" in evals[-1]
+    assert evals[-1]["mean_patch_size"] == pytest.approx(4.0)  # static patches of 4 bytes
 
     sets = [arg for value in overrides for arg in ("--set", value)]
     result = CliRunner().invoke(
