@@ -279,6 +279,8 @@ class IndexStore:
         self.db = Path(db).expanduser().resolve()
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.lock = WriterLock(self.db)
+        self._counted: tuple[tuple[int, int], int] | None = None  # see _chunk_count
+        self._scratch_changes = 0  # rows the query scratch table changed, all told
         try:
             self.conn = self._connect()
             self._ensure_schema()
@@ -630,7 +632,7 @@ class IndexStore:
 
     def search_bm25(self, query: str, k: int) -> list[tuple[int, float, str]]:
         """(chunk id, score, snippet) best first; score is -bm25, so larger is better."""
-        match = fts_query(query)
+        match = fts_query(" ".join(self._informative_words(query)))
         if match is None or k <= 0:
             return []
         rows = self.conn.execute(
@@ -639,6 +641,60 @@ class IndexStore:
             (match, k),
         ).fetchall()
         return [(int(i), float(s), compact_snippet(snip)) for i, s, snip in rows]
+
+    def _informative_words(self, query: str) -> list[str]:
+        """The query's words without those in more than half of all chunks.
+
+        FTS5's BM25 clamps a term's IDF to 1e-6 once it is in half the rows or more (notes
+        §3.1), so such a word cannot change the ranking, yet its posting list (nearly every
+        row) dominates the query's cost. A query made only of such words is kept whole.
+        """
+        words = list(dict.fromkeys(w.lower() for w in _TERM.findall(query)))[:MAX_QUERY_TERMS]
+        if len(words) < 2:
+            return words
+        stems = self._stems(words)
+        placeholders = ",".join("?" * len(set(stems)))
+        doc_counts = dict(
+            self.conn.execute(
+                f"SELECT term, doc FROM temp.neat_chunks_vocab WHERE term IN ({placeholders})",
+                sorted(set(stems)),
+            ).fetchall()
+        )
+        rows = self._chunk_count()
+        kept = [w for w, t in zip(words, stems, strict=True) if 2 * doc_counts.get(t, 0) < rows]
+        return kept or words
+
+    def _chunk_count(self) -> int:
+        """COUNT(*) of chunks, recounted only after a write: `PRAGMA data_version` moves on
+        other connections' commits, `total_changes` (less the scratch table's) on ours."""
+        version = (
+            int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
+            self.conn.total_changes - self._scratch_changes,
+        )
+        if self._counted is None or self._counted[0] != version:
+            self._counted = (version, self.count("chunks"))
+        return self._counted[1]
+
+    def _stems(self, words: Sequence[str]) -> list[str]:
+        """Each word as the index's tokenizer stores it (porter), via a scratch FTS5 table in
+        the connection's temp schema; the main database is not written."""
+        before = self.conn.total_changes - self._scratch_changes
+        for statement in (
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_query "
+            "USING fts5(word, tokenize='porter unicode61')",
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_query_vocab "
+            "USING fts5vocab(temp, neat_query, 'instance')",
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_chunks_vocab "
+            "USING fts5vocab(main, chunks_fts, 'row')",
+            "DELETE FROM temp.neat_query",
+        ):
+            self.conn.execute(statement)  # not executescript: it would commit an open transaction
+        self.conn.executemany(
+            "INSERT INTO temp.neat_query (rowid, word) VALUES (?, ?)", enumerate(words)
+        )
+        self._scratch_changes = self.conn.total_changes - before
+        found = dict(self.conn.execute("SELECT doc, term FROM temp.neat_query_vocab").fetchall())
+        return [str(found.get(i, w)) for i, w in enumerate(words)]
 
     # ------------------------------------------------------------------ counts, checks
 
