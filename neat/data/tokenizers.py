@@ -37,6 +37,8 @@ def _write_json(path: Path, spec: dict[str, Any]) -> None:
 
 def _as_list(ids: Sequence[int]) -> list[int]:
     """Plain ints (a tensor or array gives its values, never its raw buffer to `bytes`)."""
+    if isinstance(ids, list):
+        return ids
     tolist = getattr(ids, "tolist", None)
     return list(tolist()) if callable(tolist) else list(ids)
 
@@ -86,10 +88,13 @@ class CharTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         chars, n = self.chars, len(self.chars)
         values = _as_list(ids)
-        if values and (min(values) < 0 or max(values) >= n):  # C-speed bounds check
-            bad = [i for i in values if not 0 <= i < n]
-            raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {n})")
-        return "".join([chars[i] for i in values])
+        try:
+            if not values or min(values) >= 0:  # a negative id would index from the end
+                return "".join([chars[i] for i in values])
+        except IndexError:
+            pass
+        bad = [i for i in values if not 0 <= i < n]
+        raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {n})")
 
     def token_bytes(self) -> list[int]:
         return [len(c.encode("utf-8")) for c in self.chars]

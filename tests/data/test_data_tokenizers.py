@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,9 +50,23 @@ def test_char_unknown_character_is_named() -> None:
         tok.encode("abz")
 
 
-def test_char_decode_rejects_ids_outside_vocab() -> None:
+@pytest.mark.parametrize("ids", [[0, 1], [-1], [0, -2, 0]])
+def test_char_decode_rejects_ids_outside_vocab(ids: list[int]) -> None:
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        CharTokenizer(["a"]).decode([0, 1])
+        CharTokenizer(["a"]).decode(ids)
+
+
+@pytest.mark.parametrize("ids", [[256, 300], [-1], [104, 256, 999]])
+def test_byte_decode_rejects_ids_outside_vocab(ids: list[int]) -> None:
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ByteTokenizer().decode(ids)
+
+
+def test_decode_takes_tensors_and_arrays_by_value() -> None:
+    ids = ByteTokenizer().encode("héllo")
+    assert ByteTokenizer().decode(torch.tensor(ids)) == "héllo"  # not the tensor's raw bytes
+    assert ByteTokenizer().decode(np.array(ids, dtype=np.int64)) == "héllo"
+    assert ByteTokenizer().decode([*ids, ByteTokenizer.EOT]) == "héllo"  # end of text dropped
 
 
 def test_char_rejects_multichar_entries() -> None:
