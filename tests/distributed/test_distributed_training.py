@@ -59,10 +59,19 @@ RTOL, ATOL = (1e-3, 1e-4) if GPU else (1e-5, 1e-6)  # losses
 PARAM_RTOL, PARAM_ATOL = (1e-2, 1e-3) if GPU else (1e-4, 1e-5)
 
 
+# Signs that the launch itself failed (rendezvous or a socket), before any training ran.
+LAUNCH_FAILURES = ("endezvous", "DistStoreError", "socket", "Connection", "Address already")
+
+
 def torchrun(*args: str, cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [*_launcher(nproc), "train", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    """A torchrun launch; one retry when the launcher failed to connect its processes before
+    any step ran (a busy CI machine can miss the rendezvous), never after training began."""
+    command = [*_launcher(nproc), "train", *args]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    run_dir = Path(args[args.index("--run-dir") + 1]) if "--run-dir" in args else None
+    started = run_dir is not None and (cwd / run_dir / "metrics.jsonl").exists()
+    if done.returncode and not started and any(s in done.stderr for s in LAUNCH_FAILURES):
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
