@@ -19,7 +19,7 @@ from neat.cli import cli
 from neat.config import load_config
 from neat.data import load_tokenizer
 from neat.di.builders import make_model
-from neat.di.inference import load_for_inference
+from neat.inference import load_for_inference
 from neat.errors import CheckpointError
 from neat.persistence import FORMAT_VERSION, Checkpointer, migrate_state_dict, pending_migrations
 from neat.persistence import migrations as registry

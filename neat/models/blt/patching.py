@@ -349,7 +349,7 @@ def load_entropy_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module
     """A frozen byte-level entropy model and its context length from a run or checkpoint;
     a CheckpointError if it is missing, a ConfigError if it is not byte-level."""
     from neat.data.tokenizers import ByteTokenizer
-    from neat.di.inference import load_for_inference
+    from neat.inference import load_for_inference
     from neat.errors import ConfigError
 
     model, tokenizer, block_size = load_for_inference(checkpoint, device)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from neat.cli_common import user_errors
+from neat.cli.common import user_errors
 from neat.errors import ConfigError
 
 if TYPE_CHECKING:

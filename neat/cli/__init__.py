@@ -1,0 +1,66 @@
+"""The `neat` command line: one module per command group; each parses, loads the config,
+asks the container (or a library function) for its parts, and turns user errors into exit 2."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from neat import __version__
+from neat.cli.blt import blt
+from neat.cli.checkpoints import checkpoints
+from neat.cli.clean import clean
+from neat.cli.config import config, init
+from neat.cli.data import data
+from neat.cli.index import index
+from neat.cli.infer import evaluate, generate
+from neat.cli.train import bench, train
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neat")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Minimum level of log lines on the console.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """neat trains language models from one config file.
+
+    \b
+    Start here:
+      neat init my-exp                 write a commented example config
+      neat train -c my-exp/neat.yaml   train; outputs go to runs/<name>-<time>/
+      neat eval -c CONFIG --checkpoint runs/<run>
+      neat generate --checkpoint runs/<run> --prompt "ROMEO:"
+    """
+    from neat.monitoring.logs import configure_logging
+
+    console = Console(stderr=True)
+    ctx.obj = {"console": console}
+    configure_logging(console=console, level=log_level.upper())
+
+
+for _command in (
+    train,
+    evaluate,
+    generate,
+    bench,
+    config,
+    init,
+    data,
+    clean,
+    index,
+    blt,
+    checkpoints,
+):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="neat")
