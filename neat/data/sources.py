@@ -8,6 +8,7 @@ import glob
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,24 +316,32 @@ class JsonlSource(TextFileSource):
         self.report = ReadReport()
         for file in self.files:
             number = 0
+            fields = _FieldCounts()
             for text in self._texts(file, whole_lines=True):  # pieces end after a line break
-                for line in text.splitlines():
+                for line in _lines(text):
                     number += 1
                     if not line.strip():
                         continue
-                    document = self._parse(line, f"{file}:{number}")
+                    document = self._parse(line, f"{file}:{number}", fields)
                     if document is not None:
                         yield document
+            self._check_fields(file, fields)
         if self.report.bad_lines or self.report.undecodable or self.report.replaced:
             log.warning("data_lines_skipped", summary=self.report.summary())
 
-    def _parse(self, line: str, where: str) -> Document | None:
+    def _parse(self, line: str, where: str, fields: _FieldCounts) -> Document | None:
+        record: Any = None
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("a line must be a JSON object")
+            fields.records += 1
             segments = self._segments(record)
         except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, _MissingField) and exc.record is record:
+                fields.missing[exc.field] = fields.missing.get(exc.field, 0) + 1
+                fields.keys.update(list(record))  # a mapping would add its values
+                exc.option = self._option(exc.field)
             reason = f"{where}: {exc.__class__.__name__}: {exc}"
             if self.on_bad_line == "fail":
                 raise DataError(
@@ -363,6 +372,29 @@ class JsonlSource(TextFileSource):
             (_string(record, self.response_field), True),
         ]
 
+    def _option(self, field: str) -> str:
+        """The source option that names `field` (for messages that say what to change)."""
+        options = ("text_field",) if self.format == "text" else ("prompt_field", "response_field")
+        return next((o for o in options if getattr(self, o) == field), options[0])
+
+    def _check_fields(self, file: Path, fields: _FieldCounts) -> None:
+        """A field that no record (or few) of the file has is a config typo more often than
+        bad data: say which field, which option names it, and which keys the records have."""
+        for name, missing in fields.missing.items():
+            option = f"data.sources[].{self._option(name)}"
+            keys = ", ".join(repr(k) for k, _ in fields.keys.most_common(10)) or "none"
+            if missing == fields.records:
+                raise DataError(
+                    f"no record of {file} has the field {name!r} ({option}); its records "
+                    f"have the keys {keys}: set {option} to the field that holds the text"
+                )
+            if 2 * missing > fields.records:
+                log.warning(
+                    "jsonl_field_missing",
+                    message=f"{missing} of {fields.records} records of {file} lack the field "
+                    f"{name!r} ({option}) and are skipped; they have the keys {keys}",
+                )
+
     def fingerprint(self) -> str:
         fields = (self.format, self.text_field, self.prompt_field, self.response_field)
         spec = f"{fields}:{self.messages_field}:{self.on_bad_line}"
@@ -370,6 +402,15 @@ class JsonlSource(TextFileSource):
 
     def describe(self) -> str:
         return "jsonl " + super().describe().removeprefix("text ")
+
+
+def _lines(text: str) -> list[str]:
+    """JSON lines end at "\\n" only (a "\\r" before it is dropped): `str.splitlines` would
+    also cut at U+2028, U+2029, U+0085 or a form feed, all valid inside a JSON string."""
+    lines = text.split("\n")
+    if lines[-1] == "":  # the text ends with a line break: no line after it
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _cut(text: str, whole_lines: bool) -> int:
@@ -389,11 +430,33 @@ def _cut(text: str, whole_lines: bool) -> int:
     return 0 if whole_lines else end
 
 
+@dataclass
+class _FieldCounts:
+    """One file's records, and how many lacked each field (with the keys they had)."""
+
+    records: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    keys: Counter[str] = field(default_factory=Counter)
+
+
+class _MissingField(KeyError):
+    def __init__(self, key: str, record: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.field = key
+        self.record = record
+        self.option = ""
+
+    def __str__(self) -> str:
+        named = f" ({self.option})" if self.option else ""
+        keys = ", ".join(repr(k) for k in list(self.record)[:10]) or "none"
+        return f"missing field {self.field!r}{named}; the record has the keys {keys}"
+
+
 def _string(record: Any, key: str) -> str:
     if not isinstance(record, dict):
         raise TypeError(f"expected an object with {key!r}, got {type(record).__name__}")
     if key not in record:
-        raise KeyError(f"missing field {key!r}")
+        raise _MissingField(key, record)
     value = record[key]
     if not isinstance(value, str):
         raise TypeError(f"field {key!r} must be a string, got {type(value).__name__}")

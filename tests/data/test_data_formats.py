@@ -116,3 +116,56 @@ def test_config_shorthand_and_weighted_mixture(tmp_path: Path) -> None:
     assert isinstance(source, MixtureSource)
     assert [w for _, w in source.parts] == [3.0, 1.0]
     assert [d.text for d in source.documents()] == ["alpha", "zulu"]
+
+
+def test_jsonl_splits_records_on_newlines_only(tmp_path: Path) -> None:
+    # U+2028, U+2029, U+0085 and form feeds are valid inside JSON strings (json.dumps keeps
+    # them with ensure_ascii=False); str.splitlines would cut the record there.
+    odd = ["a\u2028b", "c\u2029d", "e\u0085f", "g\x0ch", "i\x1cj"]
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in odd]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(("\r\n".join([*lines, "{broken"]) + "\r\n").encode("utf-8"))
+    source = JsonlSource([str(path)])
+    assert [d.text for d in source.documents()] == odd
+    assert source.report.bad_lines == [f"{path}:6"]
+    assert [d.source for d in JsonlSource([str(path)]).documents()][-1] == f"{path}:5"
+
+
+def test_jsonl_line_numbers_stay_right_across_pieces(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"text": f"record {i} \u2028 x" * 3}, ensure_ascii=False) for i in range(60)
+    ]
+    lines[57] = "{broken"
+    path = write_jsonl(tmp_path / "big.jsonl", lines)
+    source = JsonlSource([str(path)], piece_bytes=500)
+    assert len(list(source.documents())) == 59
+    assert source.report.bad_lines == [f"{path}:58"]
+
+
+def test_jsonl_text_field_typo_names_the_field_file_and_keys(tmp_path: Path) -> None:
+    lines = [json.dumps({"body": f"record {i}", "id": i}) for i in range(416)]
+    path = write_jsonl(tmp_path / "d.jsonl", lines)
+    source = JsonlSource([str(path)], text_field="bdoy")
+    with pytest.raises(DataError) as caught:
+        list(source.documents())
+    message = str(caught.value)
+    assert "'bdoy'" in message and str(path) in message and "data.sources[].text_field" in message
+    assert "'body'" in message and "'id'" in message and "malformed" not in message
+
+
+def test_jsonl_prompt_field_typo_names_prompt_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "sft.jsonl", [json.dumps({"question": "q", "response": "r"})])
+    source = JsonlSource([str(path)], format="prompt_response")
+    with pytest.raises(DataError, match=r"'prompt'.*data\.sources\[\]\.prompt_field"):
+        list(source.documents())
+
+
+def test_jsonl_field_missing_from_most_records_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [json.dumps({"body": "x"})] * 7 + [json.dumps({"text": "kept"})] * 3
+    path = write_jsonl(tmp_path / "d.jsonl", lines)
+    source = JsonlSource([str(path)])
+    assert [d.text for d in source.documents()] == ["kept"] * 3
+    out = capsys.readouterr().out
+    assert "7 of 10 records" in out and "text_field" in out and "'body'" in out
