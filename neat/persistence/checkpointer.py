@@ -8,10 +8,12 @@ new one, never a half-written `step_<N>` that could be resumed from.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import structlog
 import torch
 
 from neat.errors import CheckpointError, ConfigError
+from neat.files import fsync_dir, fsync_file, pid_alive, sha256_file, write_json_atomic
 from neat.interfaces.records import TrainState
 from neat.persistence import files
 from neat.persistence.manifest import (
@@ -30,14 +33,19 @@ from neat.persistence.manifest import (
     STATE_FILE,
     STEP_PREFIX,
     TMP_PREFIX,
+    check_training_fields,
+    config_changes,
     config_differences,
     find_latest,
     is_complete,
+    newest_first,
     read_checkpoint_meta,
     resolve_checkpoint,
-    step_dirs,
+    save_seq_of,
+    seal_state,
 )
 from neat.persistence.migrations import migrator_for
+from neat.persistence.rng import check_rng_states
 from neat.persistence.tensors import load_model, load_optimizer, save_model, save_optimizer
 
 __all__ = [
@@ -52,6 +60,8 @@ log = structlog.get_logger(__name__)
 
 _REPLACED_PREFIX = f"{TMP_PREFIX}replaced-"
 _RESERVED = {STATE_FILE, MODEL_FILE, OPTIMIZER_TENSORS, OPTIMIZER_JSON}
+# A full disk, a full quota and a file-size limit (RLIMIT_FSIZE) all mean: no room to save.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Checkpointer:
@@ -81,6 +91,8 @@ class Checkpointer:
         self.writer = writer
         self._swept = False
         self._known_complete: dict[str, int] = {}  # dir name -> state.json mtime_ns
+        self._seq: int | None = None  # the save_seq of this run's newest checkpoint
+        self._parent: str | None = None  # the checkpoint the next save continues
         if self.writer and self.directory.is_dir():
             self._sweep_leftovers()
 
@@ -98,21 +110,23 @@ class Checkpointer:
                 save_optimizer(optimizer, None, None)
             return self.directory / f"{STEP_PREFIX}{state.step}"
         started = time.perf_counter()
-        if not self.directory.is_dir():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            files.fsync_dir(self.directory.parent)
-        if not self._swept:
-            self._sweep_leftovers()
         final = self.directory / f"{STEP_PREFIX}{state.step}"
         tmp = self.directory / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
-        files.remove_tree_quietly(tmp)
-        tmp.mkdir()
-        try:
-            self._write(tmp, state, model, optimizer, extra_files or {})
-            self._publish(tmp, final)
-        except BaseException:
+        with self._disk_errors(final):
+            if not self.directory.is_dir():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fsync_dir(self.directory.parent)
+            if not self._swept:
+                self._sweep_leftovers()
             files.remove_tree_quietly(tmp)
-            raise
+            tmp.mkdir()
+            try:
+                self._write(tmp, state, model, optimizer, extra_files or {})
+                self._publish(tmp, final)
+            except BaseException:
+                files.remove_tree_quietly(tmp)
+                raise
+        self._parent = final.name
         self._known_complete[final.name] = (final / STATE_FILE).stat().st_mtime_ns
         self._apply_retention(final)
         log.debug(
@@ -124,8 +138,53 @@ class Checkpointer:
         return final
 
     def latest(self) -> Path | None:
-        """The highest-step complete checkpoint; corrupt newer ones are skipped with a warning."""
+        """The most recently written complete checkpoint; corrupt newer ones are skipped
+        with a warning."""
         return find_latest(self.directory)
+
+    def check_writable(self) -> None:
+        """Fail before step 1, naming the folder, when checkpoints could not be saved."""
+        with self._disk_errors(self.directory / f"{STEP_PREFIX}0", probe=True):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f"{TMP_PREFIX}write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+
+    @contextmanager
+    def _disk_errors(self, final: Path, probe: bool = False) -> Iterator[None]:
+        """An OSError while saving (a full disk, a read-only folder) is the user's to fix:
+        one message that names the folder; the checkpoints already saved stay intact."""
+        try:
+            yield
+        except OSError as exc:
+            where = self.directory
+            if probe and isinstance(exc, FileExistsError | NotADirectoryError):
+                raise CheckpointError(
+                    f"cannot save checkpoints in {where}: it (or a folder above it) is not a "
+                    "directory; move that file away or choose another --run-dir"
+                ) from None
+            if probe:
+                raise CheckpointError(
+                    f"cannot save checkpoints in {where}: the folder is not writable "
+                    f"({exc.strerror or exc}); fix its permissions or choose another --run-dir"
+                ) from None
+            intact = self._last_complete_hint()
+            if exc.errno in _NO_SPACE:
+                raise CheckpointError(
+                    f"no space left to save checkpoint {final.name} in {where} "
+                    f"({exc.strerror or exc}); nothing of it was kept. {intact} Free some "
+                    "space (or lower checkpoint.keep_last), then resume with --resume auto"
+                ) from None
+            raise CheckpointError(
+                f"cannot save checkpoint {final.name} in {where} ({exc.strerror or exc}); "
+                f"nothing of it was kept. {intact}"
+            ) from None
+
+    def _last_complete_hint(self) -> str:
+        latest = find_latest(self.directory)
+        if latest is None:
+            return "No earlier checkpoint exists."
+        return f"The last complete checkpoint, {latest}, is intact."
 
     def load(
         self,
@@ -140,11 +199,17 @@ class Checkpointer:
         """
         path = Path(path)
         meta = read_checkpoint_meta(path)
-        if optimizer is not None and OPTIMIZER_TENSORS not in meta["files"]:
-            raise CheckpointError(
-                f"checkpoint {path} holds no optimizer state; load it without an optimizer "
-                "(e.g. for evaluation) or resume from a checkpoint saved during training"
-            )
+        state_path = path / STATE_FILE
+        if optimizer is not None:  # a resume: the training state must all be there
+            check_training_fields(meta, path)
+            if OPTIMIZER_TENSORS not in meta["files"] or OPTIMIZER_JSON not in meta["files"]:
+                raise CheckpointError(
+                    f"checkpoint {path} holds no optimizer state; load it without an optimizer "
+                    "(e.g. for evaluation, or as model.init_from) or resume from a checkpoint "
+                    "saved during training"
+                )
+            if meta["rng_state"]:
+                check_rng_states(meta["rng_state"], str(state_path))
         version = meta["format_version"]
         if optimizer is not None and version < FORMAT_VERSION:
             raise CheckpointError(
@@ -154,18 +219,35 @@ class Checkpointer:
             )
         migrate = migrator_for(version, str(path))
         reason = self._mismatch_reason(meta)
-        load_model(model, path / MODEL_FILE, meta["tensor_aliases"], reason, migrate)
+        aliases = meta.get("tensor_aliases", {})
+        load_model(model, path / MODEL_FILE, aliases, reason, migrate)
         if optimizer is not None:
             load_optimizer(optimizer, _read_json(path / OPTIMIZER_JSON), path / OPTIMIZER_TENSORS)
-        log.info("checkpoint_loaded", path=str(path), step=meta["step"])
+            self._warn_config_changes(meta, path)
+            self._parent = path.name if path.parent == self.directory else str(path)
+        log.info("checkpoint_loaded", path=str(path), step=meta.get("step", 0))
         return TrainState(
-            step=meta["step"],
-            tokens_seen=meta["tokens_seen"],
-            data_state=meta["data_state"],
-            rng_state=meta["rng_state"],
-            metrics=meta["metrics"],
-            best_val_loss=meta["best_val_loss"],
+            step=meta.get("step", 0),
+            tokens_seen=meta.get("tokens_seen", 0),
+            data_state=meta.get("data_state", {}),
+            rng_state=meta.get("rng_state", {}),
+            metrics=meta.get("metrics", {}),
+            best_val_loss=meta.get("best_val_loss"),
         )
+
+    def _warn_config_changes(self, meta: Mapping[str, Any], path: Path) -> None:
+        """Resuming with other settings is allowed (a new lr, more steps) but never silent."""
+        saved = meta.get("config")
+        if not isinstance(saved, Mapping) or self.metadata is None:
+            return
+        changes = config_changes(saved, self.metadata)
+        if changes:
+            log.warning(
+                f"resuming {path} with a config that differs from the checkpoint's: "
+                + "; ".join(changes),
+                checkpoint=str(path),
+                changes=changes,
+            )
 
     def _write(
         self,
@@ -186,8 +268,8 @@ class Checkpointer:
             written.append(name)
         hashes = {}
         for name in written:
-            files.fsync_file(tmp / name)
-            hashes[name] = files.sha256_file(tmp / name)
+            fsync_file(tmp / name)
+            hashes[name] = sha256_file(tmp / name)
         manifest = {
             "format_version": FORMAT_VERSION,
             "step": state.step,
@@ -199,17 +281,29 @@ class Checkpointer:
             "config": self.metadata,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__,
+            "save_seq": self._next_seq(),
+            "parent": self._parent,
             "tensor_aliases": aliases,
             "files": hashes,
         }
         try:
-            files.write_json(tmp / STATE_FILE, manifest)  # last: it marks the rest complete
+            sealed = seal_state(manifest)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"the training state of step {state.step} cannot be stored as JSON ({exc}); "
                 "data_state, rng_state, metrics and the config must hold only JSON values"
             ) from exc
-        files.fsync_dir(tmp)
+        write_json_atomic(tmp / STATE_FILE, sealed)  # last: it marks the rest complete
+        fsync_dir(tmp)
+
+    def _next_seq(self) -> int:
+        """One more than any checkpoint in the folder has: saves are ordered by when they
+        happened, whatever their step (see manifest.newest_first)."""
+        if self._seq is None:
+            found = (save_seq_of(path) for path in newest_first(self.directory))
+            self._seq = max((seq for seq in found if seq is not None), default=0)
+        self._seq += 1
+        return self._seq
 
     def _publish(self, tmp: Path, final: Path) -> None:
         # A directory cannot be renamed over a non-empty one, so an existing checkpoint of the
@@ -225,19 +319,20 @@ class Checkpointer:
             if aside is not None:
                 os.replace(aside, final)
             raise
-        files.fsync_dir(self.directory)
+        fsync_dir(self.directory)
         if aside is not None:
             files.remove_tree(aside, reason="replaced by a new save of the same step")
 
     def _apply_retention(self, just_saved: Path) -> None:
         """Keep the newest `keep_last` complete checkpoints and delete everything older.
 
-        The checkpoint just saved is never deleted, even when newer steps exist (a run resumed
-        from an earlier step). Broken directories newer than the kept ones are left for
-        inspection; latest() skips them.
+        Newest by when they were written (save_seq), not by step: after resuming from an
+        earlier step, the branch being continued is kept and the abandoned higher steps go.
+        Broken directories newer than the kept ones are left for inspection; latest() skips
+        them.
         """
         kept = 0
-        for _, path in step_dirs(self.directory):
+        for path in newest_first(self.directory):
             if path == just_saved:
                 kept += 1
             elif kept >= self.keep_last:
@@ -264,7 +359,7 @@ class Checkpointer:
         self._swept = True
         for path in sorted(self.directory.glob(f"{TMP_PREFIX}*")):
             pid = _owner_pid(path.name)
-            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            if pid is not None and pid != os.getpid() and pid_alive(pid):
                 log.info("checkpoint_tmp_in_use", path=str(path), pid=pid)
                 continue
             if path.name.startswith(_REPLACED_PREFIX) and _restore_replaced(path):
@@ -296,16 +391,6 @@ def _owner_pid(name: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _check_extra_name(name: str) -> None:
     plain = bool(name) and Path(name).name == name and not name.startswith(".")
     if not plain or name in _RESERVED:
@@ -318,7 +403,7 @@ def _check_extra_name(name: str) -> None:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(
             f"checkpoint file {path} cannot be read ({exc}); it is corrupted or truncated: "
             f"delete {path.parent} or resume from an earlier checkpoint"

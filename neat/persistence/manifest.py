@@ -3,10 +3,17 @@
 `state.json` is written last and lists every other file with its sha256, so a directory is
 trusted only when state.json parses and every listed file hashes as recorded: a save killed
 mid-way, a truncated copy or a flipped bit all fail this check and are never resumed from.
+state.json also carries the sha256 of its own canonical content, so an edit or a flipped bit
+in it is caught too (state files written before that digest existed still load).
+
+"Newest" means the most recently written in the run (`save_seq`, a counter every save
+raises), not the highest step: after resuming from an earlier step with other settings, the
+branch being continued is newer than the abandoned one's higher steps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -16,16 +23,24 @@ from typing import Any
 import structlog
 
 from neat.errors import CheckpointError
-from neat.persistence.files import sha256_file
+from neat.files import sha256_file
 
 __all__ = [
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILE",
     "FORMAT_VERSION",
     "OLDEST_FORMAT_VERSION",
+    "STATE_FILE",
+    "TOKENIZER_FILE",
+    "config_changes",
     "config_differences",
     "find_latest",
     "is_complete",
+    "newest_first",
     "read_checkpoint_meta",
     "resolve_checkpoint",
+    "save_seq_of",
+    "seal_state",
     "step_dirs",
 ]
 
@@ -34,13 +49,17 @@ log = structlog.get_logger(__name__)
 FORMAT_VERSION = 1
 # Older versions hold older tensor layouts that neat.persistence.migrations rewrites on load.
 OLDEST_FORMAT_VERSION = 0
+# The one home of the names of a run's files (the run directory and each checkpoint).
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_JSON = "optimizer.json"
+CONFIG_FILE = "config.yaml"
+TOKENIZER_FILE = "tokenizer.json"
 STEP_PREFIX = "step_"
 TMP_PREFIX = ".tmp-"
 CHECKPOINTS_DIR = "checkpoints"
+STATE_DIGEST = "state_sha256"  # state.json's digest of its own canonical content
 
 _STEP_NAME = re.compile(rf"{STEP_PREFIX}(\d+)")
 _ABSENT = object()
@@ -76,7 +95,12 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         )
     try:
         meta = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise CheckpointError(
+            f"checkpoint file {state_path} is nested too deeply to be a neat state file; it "
+            f"was edited or damaged: {hint}"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(
             f"checkpoint file {state_path} cannot be read ({exc}); it is corrupted or truncated: "
             f"{hint}"
@@ -85,6 +109,7 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file {state_path} is not a JSON object; {hint}")
     _check_version(meta, state_path)
     _check_fields(meta, state_path, hint)
+    _check_digest(meta, state_path, hint)
     for name, digest in meta["files"].items():
         file = path / name
         if not file.is_file():
@@ -105,9 +130,53 @@ def is_complete(path: Path) -> bool:
     return True
 
 
+def save_seq_of(path: Path) -> int | None:
+    """The `save_seq` a checkpoint's state.json records; None when it has none (written
+    before neat recorded it) or cannot be read. Unverified: only for ordering."""
+    try:
+        meta = json.loads((path / STATE_FILE).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    seq = meta.get("save_seq") if isinstance(meta, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def newest_first(directory: Path) -> list[Path]:
+    """`step_<N>` directories, most recently written first (unverified).
+
+    By `save_seq`; checkpoints without one (older neat) come after every one with it, by
+    step. An unreadable state.json says nothing about its age: such a directory is placed by
+    its step among the others, ahead of the first readable one with a lower step.
+    """
+    readable: list[tuple[tuple[int, int, int], Path]] = []
+    unreadable: list[tuple[int, Path]] = []
+    for step, path in step_dirs(directory):
+        seq = save_seq_of(path)
+        if seq is not None:
+            readable.append(((1, seq, step), path))
+        elif (path / STATE_FILE).is_file() and _parses(path / STATE_FILE):
+            readable.append(((0, 0, step), path))
+        else:
+            unreadable.append((step, path))
+    readable.sort(key=lambda item: item[0], reverse=True)
+    ordered = [(key[2], path) for key, path in readable]
+    for step, path in unreadable:  # step_dirs gives them highest step first
+        at = next((i for i, (s, _) in enumerate(ordered) if s < step), len(ordered))
+        ordered.insert(at, (step, path))
+    return [path for _, path in ordered]
+
+
+def _parses(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 def find_latest(directory: Path) -> Path | None:
-    """The highest-step complete checkpoint in `directory`; broken newer ones are logged."""
-    for _, path in step_dirs(directory):
+    """The most recently written complete checkpoint in `directory` (see `newest_first`);
+    broken newer ones are logged."""
+    for path in newest_first(directory):
         try:
             read_checkpoint_meta(path)
         except CheckpointError as exc:
@@ -138,18 +207,65 @@ def resolve_checkpoint(path: Path) -> Path:
     return latest
 
 
-def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+def seal_state(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """`meta` with the digest of its own canonical content, which `read_checkpoint_meta`
+    verifies: the other files have their sha256 in state.json, and this covers state.json."""
+    # as plain JSON values first (numpy scalars become numbers), exactly as a reader sees them
+    text = json.dumps({k: v for k, v in meta.items() if k != STATE_DIGEST}, default=_number)
+    sealed: dict[str, Any] = json.loads(text)
+    sealed[STATE_DIGEST] = _state_digest(sealed)
+    return sealed
+
+
+def _number(value: object) -> Any:
+    # numpy scalars (a data position, a metric) are lossless as Python numbers; anything
+    # else would need pickle: TypeError, as json.dumps gives
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _state_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != STATE_DIGEST}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _check_digest(meta: Mapping[str, Any], state_path: Path, hint: str) -> None:
+    if STATE_DIGEST not in meta:
+        return  # written before neat sealed state files
+    if meta[STATE_DIGEST] != _state_digest(meta):
+        raise CheckpointError(
+            f"checkpoint file {state_path} was modified after it was written or is damaged "
+            f"(its {STATE_DIGEST} does not match its content); {hint}"
+        )
+
+
+def config_changes(saved: Any, current: Any) -> list[str]:
+    """`key: old -> new` for every dotted key whose value differs (`model.` keys first)."""
+    return [f"{key}: {old} -> {new}" for key, old, new in _differences(saved, current, "")]
+
+
+def config_differences(saved: Any, current: Any) -> list[str]:
     """Dotted keys whose values differ between two JSON configs, `model.` keys first:
     the quickest explanation of why a checkpoint does not fit a model."""
+    return [
+        f"{key}: {old} in the checkpoint, {new} now"
+        for key, old, new in _differences(saved, current, "")
+    ]
+
+
+def _differences(saved: Any, current: Any, prefix: str) -> list[tuple[str, str, str]]:
     if isinstance(saved, Mapping) and isinstance(current, Mapping):
-        diffs: list[str] = []
+        diffs: list[tuple[str, str, str]] = []
         for key in [*saved, *(k for k in current if k not in saved)]:
             name = f"{prefix}.{key}" if prefix else str(key)
-            diffs += config_differences(saved.get(key, _ABSENT), current.get(key, _ABSENT), name)
-        return sorted(diffs, key=lambda d: not d.startswith("model.")) if not prefix else diffs
+            diffs += _differences(saved.get(key, _ABSENT), current.get(key, _ABSENT), name)
+        return sorted(diffs, key=lambda d: not d[0].startswith("model.")) if not prefix else diffs
     if saved == current:
         return []
-    return [f"{prefix}: {_show(saved)} in the checkpoint, {_show(current)} now"]
+    return [(prefix, _show(saved), _show(current))]
 
 
 def _show(value: Any) -> str:
@@ -170,23 +286,38 @@ def _check_version(meta: Mapping[str, Any], state_path: Path) -> None:
         )
 
 
+# What a resume needs besides the weights; a weights-only checkpoint (written by hand, or
+# by a tool that merges weights) may leave these out and still load for eval and generate.
+TRAINING_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "step": int,
+    "tokens_seen": int,
+    "data_state": dict,
+    "rng_state": dict,
+    "metrics": dict,
+}
+_OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    **TRAINING_FIELDS,
+    "best_val_loss": (int, float, type(None)),
+    "tensor_aliases": dict,
+    "config": (dict, type(None)),
+    "save_seq": int,
+    "parent": (str, type(None)),
+    STATE_DIGEST: str,
+}
+
+
 def _check_fields(meta: Mapping[str, Any], state_path: Path, hint: str) -> None:
-    expected: dict[str, type | tuple[type, ...]] = {
-        "step": int,
-        "tokens_seen": int,
-        "data_state": dict,
-        "rng_state": dict,
-        "metrics": dict,
-        "best_val_loss": (int, float, type(None)),
-        "files": dict,
-        "tensor_aliases": dict,
-    }
-    for key, kind in expected.items():
-        if not isinstance(meta.get(key), kind):
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise CheckpointError(
+            f"checkpoint file {state_path} has a missing or invalid 'files'; {hint}"
+        )
+    for key, kind in _OPTIONAL_FIELDS.items():
+        if key in meta and not _is(meta[key], kind):
             raise CheckpointError(
-                f"checkpoint file {state_path} has a missing or invalid {key!r}; {hint}"
+                f"checkpoint file {state_path} has an invalid {key!r} "
+                f"({type(meta[key]).__name__}); {hint}"
             )
-    files = meta["files"]
     if MODEL_FILE not in files:
         raise CheckpointError(f"checkpoint file {state_path} lists no {MODEL_FILE}; {hint}")
     for name, digest in files.items():
@@ -194,3 +325,28 @@ def _check_fields(meta: Mapping[str, Any], state_path: Path, hint: str) -> None:
         plain = bool(name) and Path(name).name == name and name not in {".", "..", STATE_FILE}
         if not plain or not isinstance(digest, str):
             raise CheckpointError(f"checkpoint file {state_path} lists an invalid file {name!r}")
+    for alias, stored in meta.get("tensor_aliases", {}).items():
+        if not isinstance(stored, str):
+            raise CheckpointError(
+                f"checkpoint file {state_path} has an invalid tensor alias {alias!r}; {hint}"
+            )
+
+
+def check_training_fields(meta: Mapping[str, Any], path: Path) -> None:
+    """A resume needs the step, data position and RNG state, which a weights-only
+    checkpoint may lack: say so rather than start from step 0 without them."""
+    missing = [key for key in TRAINING_FIELDS if key not in meta]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} holds weights only ({path / STATE_FILE} has no "
+            f"{', '.join(missing)}): it cannot be resumed; use it as model.init_from, or "
+            "resume from a checkpoint saved during training"
+        )
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # JSON true/false are Python bools, which are ints: never a valid step or count
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)

@@ -11,6 +11,9 @@ Gathering is a collective: every rank saves, in the same order; only the writer 
 
 from __future__ import annotations
 
+import os
+import re
+import struct
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,12 +27,13 @@ if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
 
 from neat.errors import CheckpointError
-from neat.persistence.files import write_json
+from neat.files import FILE_MODE, write_json_atomic
 
 _COMPILE_WRAPPER = "_orig_mod"  # the attribute torch.compile's OptimizedModule wraps the model in
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _REWRITE_HINT = "delete this checkpoint directory or resume from an earlier one"
+_OS_ERROR = re.compile(r"os error (\d+)")  # how safetensors' Rust side reports an I/O error
 
 Shape = tuple[int, ...]
 
@@ -105,7 +109,16 @@ class _TensorTable:
         return name
 
     def save(self, path: Path) -> None:
-        save_file(self.tensors, str(path), metadata={"format": "pt"})
+        try:
+            save_file(self.tensors, str(path), metadata={"format": "pt"})
+        except Exception as exc:  # SafetensorError derives from Exception only
+            code = _OS_ERROR.search(str(exc))
+            if code is None:
+                raise
+            # the disk is full (or read-only...): an OSError like every other write's
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number), str(path)) from exc
+        os.chmod(path, FILE_MODE)  # safetensors creates it with the umask
 
 
 def save_model(model: torch.nn.Module, path: Path | None) -> dict[str, str]:
@@ -155,6 +168,7 @@ def check_model_fits(
 
 def read_shapes(path: Path, aliases: Mapping[str, str]) -> dict[str, Shape]:
     """Tensor shapes from the file header alone (no data read), aliases included."""
+    _check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             names = f.keys()
@@ -197,10 +211,26 @@ def load_model(
     state = {
         k: _like(loaded[aliases.get(plain_key(k), plain_key(k))], v) for k, v in current.items()
     }
+    for key, value in state.items():
+        _check_dtype(plain_key(key), value, current[key], mismatch_reason)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"cannot load {path.name} into the model: {exc}") from exc
+
+
+def _check_dtype(name: str, saved: torch.Tensor, target: torch.Tensor, reason: str) -> None:
+    """Float widths may cast (a bf16 checkpoint into a float32 model); integer and bool
+    tensors (token ids, counters, masks) would change meaning or overflow: refuse."""
+    if saved.dtype == target.dtype:
+        return
+    if saved.dtype.is_floating_point and target.dtype.is_floating_point:
+        return
+    raise CheckpointError(
+        f"tensor {name!r} is {str(saved.dtype).removeprefix('torch.')} in the checkpoint but "
+        f"{str(target.dtype).removeprefix('torch.')} in the model, and only floating-point "
+        f"tensors are cast on load: {reason}"
+    )
 
 
 def save_optimizer(
@@ -221,7 +251,7 @@ def save_optimizer(
             skeleton[key] = _encode(value, key, table)
     if tensors_path is not None and json_path is not None:
         table.save(tensors_path)
-        write_json(json_path, skeleton)
+        write_json_atomic(json_path, skeleton)
 
 
 def load_optimizer(
@@ -300,10 +330,35 @@ def _decode(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    _check_safetensors(path)
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError derives from Exception only
         raise _unreadable(path, exc) from exc
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file starts with its header's length and then the JSON header; say
+    plainly when a file is something else (a torch.save pickle renamed, say), rather than
+    the parser's "header too large"."""
+    try:
+        with path.open("rb") as f:
+            start = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    header_len = struct.unpack("<Q", start[:8])[0] if len(start) == 9 else None
+    if header_len is not None and header_len <= size - 8 and start[8:9] == b"{":
+        return
+    kind = ""
+    if start[:2] == b"PK":
+        kind = " (it is a zip archive, as torch.save writes)"
+    elif start[:1] == b"\x80":
+        kind = " (it is a Python pickle)"
+    raise CheckpointError(
+        f"checkpoint file {path.name} in {path.parent} is not a safetensors file{kind}; neat "
+        f"reads tensors only from safetensors, never from pickles: {_REWRITE_HINT}"
+    )
 
 
 def _unreadable(path: Path, exc: Exception) -> CheckpointError:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -16,7 +17,8 @@ import torch
 
 from neat.errors import CheckpointError
 from neat.interfaces import TrainState
-from neat.persistence import Checkpointer, is_complete, resolve_checkpoint
+from neat.persistence import Checkpointer, capture_rng_state, is_complete, resolve_checkpoint
+from neat.persistence.manifest import seal_state
 
 
 def _save_steps(
@@ -27,6 +29,11 @@ def _save_steps(
     for step in steps:
         checkpointer.save(TrainState(step=step, tokens_seen=step * 10), model, optimizer)
     return checkpointer
+
+
+def _rewrite_state(path: Path, meta: dict[str, Any]) -> None:
+    """Edit state.json as a tool would that knows to reseal it (its own digest updated)."""
+    (path / "state.json").write_text(json.dumps(seal_state(meta)))
 
 
 def _dead_pid() -> int:
@@ -102,9 +109,9 @@ def test_invalid_safetensors_with_a_matching_hash_is_still_a_checkpoint_error(
     meta = json.loads((path / "state.json").read_text())
     digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
     meta["files"]["model.safetensors"] = digest
-    (path / "state.json").write_text(json.dumps(meta))
+    _rewrite_state(path, meta)
 
-    with pytest.raises(CheckpointError, match=r"model.safetensors in .* cannot be read"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors in .* is not a safetensors"):
         Checkpointer(ckpt_dir).load(path, make_trained(steps=0)[0])
 
 
@@ -209,3 +216,110 @@ def test_checkpoint_moved_aside_by_a_crashed_resave_is_restored(ckpt_dir, make_t
     checkpointer = Checkpointer(ckpt_dir)
     assert not aside.exists()
     assert checkpointer.latest() == ckpt_dir / "step_1"
+
+
+# -- tampered or damaged state.json: a CheckpointError naming the file, never a traceback --
+
+
+def _saved(ckpt_dir: Path, make_trained) -> tuple[Path, dict[str, Any]]:
+    model, optimizer = make_trained()
+    state = TrainState(step=1, tokens_seen=10, rng_state=capture_rng_state())
+    path = Checkpointer(ckpt_dir).save(state, model, optimizer)
+    return path, json.loads((path / "state.json").read_text())
+
+
+def test_an_edited_state_json_is_detected(ckpt_dir, make_trained) -> None:
+    path, meta = _saved(ckpt_dir, make_trained)
+    meta["step"] = 1000  # the other files still hash as recorded
+    (path / "state.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"state\.json was modified after it was written"):
+        Checkpointer(ckpt_dir).load(path, *make_trained(steps=0))
+    assert not is_complete(path)
+
+
+def test_a_state_json_without_its_digest_still_loads(ckpt_dir, make_trained) -> None:
+    path, meta = _saved(ckpt_dir, make_trained)  # as neat wrote them before the digest
+    del meta["state_sha256"]
+    (path / "state.json").write_text(json.dumps(meta))
+    assert Checkpointer(ckpt_dir).load(path, *make_trained(steps=0)).step == 1
+
+
+def _garbage_rng(meta: dict[str, Any]) -> None:
+    meta["rng_state"]["torch"] = "AAAA"
+
+
+def _garbage_python_rng(meta: dict[str, Any]) -> None:
+    meta["rng_state"]["python"] = {"version": 3, "internal": "x", "gauss_next": None}
+
+
+def _config_of_the_wrong_type(meta: dict[str, Any]) -> None:
+    meta["config"] = ["model", "gpt"]
+
+
+def _missing_data_state(meta: dict[str, Any]) -> None:
+    del meta["data_state"]
+
+
+def _step_is_a_bool(meta: dict[str, Any]) -> None:
+    meta["step"] = True
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (_garbage_rng, r"the RNG state in .*state\.json is invalid"),
+        (_garbage_python_rng, r"the RNG state in .*state\.json is invalid"),
+        (_config_of_the_wrong_type, r"state\.json has an invalid 'config' \(list\)"),
+        (_missing_data_state, r"holds weights only \(.*state\.json has no data_state\)"),
+        (_step_is_a_bool, r"state\.json has an invalid 'step'"),
+    ],
+)
+def test_tampered_state_json_is_a_checkpoint_error(ckpt_dir, make_trained, tamper, message) -> None:
+    path, meta = _saved(ckpt_dir, make_trained)
+    tamper(meta)
+    _rewrite_state(path, meta)  # resealed: only the checks of the content can catch it
+    with pytest.raises(CheckpointError, match=message):
+        Checkpointer(ckpt_dir).load(path, *make_trained(steps=0))
+
+
+def test_deeply_nested_state_json_is_a_checkpoint_error(ckpt_dir, make_trained) -> None:
+    path, _ = _saved(ckpt_dir, make_trained)
+    (path / "state.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=r"state\.json is nested too deeply"):
+        Checkpointer(ckpt_dir).load(path, make_trained(steps=0)[0])
+    assert not is_complete(path)
+
+
+def test_a_pickle_renamed_to_safetensors_is_named_as_such(ckpt_dir, make_trained) -> None:
+    path, meta = _saved(ckpt_dir, make_trained)
+    model = make_trained(steps=0)[0]
+    torch.save(model.state_dict(), path / "model.safetensors")
+    meta["files"]["model.safetensors"] = hashlib.sha256(
+        (path / "model.safetensors").read_bytes()
+    ).hexdigest()
+    _rewrite_state(path, meta)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors in .* is not a safetensors"):
+        Checkpointer(ckpt_dir).load(path, model)
+
+
+class _Counter(torch.nn.Module):
+    """A float weight and an integer buffer (a step counter, token ids, a mask)."""
+
+    def __init__(self, dtype: torch.dtype, first: int = 0) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(3))
+        self.register_buffer("count", torch.tensor([first, 1, 2], dtype=dtype))
+
+
+def test_integer_tensors_are_never_cast_on_load(ckpt_dir) -> None:
+    saved = _Counter(torch.int64, first=2**40)  # overflows int32: a silent cast would wrap
+    path = Checkpointer(ckpt_dir).save(TrainState(step=1), saved, None)
+    narrower = _Counter(torch.int32)
+    with pytest.raises(CheckpointError, match=r"'count' is int64 in the checkpoint but int32"):
+        Checkpointer(ckpt_dir).load(path, narrower)
+    assert narrower.count.tolist() == [0, 1, 2]  # untouched by the failed load
+
+    half = Checkpointer(ckpt_dir).save(TrainState(step=2), _Counter(torch.int64).half(), None)
+    wider = _Counter(torch.int64)  # float16 -> float32 still casts, as before
+    Checkpointer(ckpt_dir).load(half, wider)
+    assert wider.weight.dtype == torch.float32
