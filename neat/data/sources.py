@@ -66,6 +66,18 @@ def _matches(file: Path, patterns: Sequence[str]) -> bool:
     )
 
 
+def _unreadable(file: Path, exc: OSError) -> DataError:
+    """An unreadable file stops the run rather than being skipped like a binary one: a binary
+    file is never text, but an unreadable one is usually text the run was meant to train on
+    (a permission slip, a file removed mid-run), and skipping it would silently change the
+    corpus (and its cache key) from one run to the next."""
+    reason = exc.strerror or str(exc)
+    return DataError(
+        f"cannot read data file {file} ({reason}); make it readable by this user or leave it "
+        "out of data.path (e.g. with data.exclude)"
+    )
+
+
 @dataclass
 class ReadReport:
     """What reading skipped or repaired, so a run can say which files and lines."""
@@ -175,7 +187,7 @@ class TextFileSource:
         try:
             return file.stat().st_size
         except OSError as exc:
-            raise DataError(f"cannot read data file {file}: {exc}") from exc
+            raise _unreadable(file, exc) from exc
 
     def _texts(self, file: Path, *, whole_lines: bool = False) -> Iterator[str]:
         """The file's text: whole when small, else in pieces that each end after a line break
@@ -203,7 +215,7 @@ class TextFileSource:
                     carry = text[cut:]
                 text = carry + decoder.decode(b"", final=True)
         except OSError as exc:
-            raise DataError(f"cannot read data file {file}: {exc}") from exc
+            raise _unreadable(file, exc) from exc
         except UnicodeDecodeError as exc:  # the file changed after it was checked
             raise DataError(f"data file {file} changed while it was read ({exc})") from exc
         if text:
@@ -224,7 +236,7 @@ class TextFileSource:
                     offset += len(block)
                 decoder.decode(b"", final=True)
         except OSError as exc:
-            raise DataError(f"cannot read data file {file}: {exc}") from exc
+            raise _unreadable(file, exc) from exc
         except UnicodeDecodeError as exc:
             return self._undecodable(file, offset + exc.start, exc)
         return "strict"
@@ -233,7 +245,7 @@ class TextFileSource:
         try:
             raw = file.read_bytes()
         except OSError as exc:
-            raise DataError(f"cannot read data file {file}: {exc}") from exc
+            raise _unreadable(file, exc) from exc
         try:
             if b"\0" in raw[:_SNIFF]:  # NUL bytes: a binary file, whatever its bytes decode to
                 raise UnicodeDecodeError(
@@ -265,9 +277,12 @@ class TextFileSource:
         digest = hashlib.sha256(f"{self.kind}:{self.encoding}:{self.on_decode_error}\n".encode())
         for file in self.files:
             content = hashlib.sha256()
-            with file.open("rb") as f:
-                while block := f.read(_BLOCK):
-                    content.update(block)
+            try:
+                with file.open("rb") as f:
+                    while block := f.read(_BLOCK):
+                        content.update(block)
+            except OSError as exc:
+                raise _unreadable(file, exc) from exc
             digest.update(f"{file.resolve()}\0{content.hexdigest()}\n".encode())
         if any(self._size(file) > self.piece_bytes for file in self.files):
             # Where pieces are cut can change a subword tokenization at the cut.
@@ -275,7 +290,7 @@ class TextFileSource:
         return digest.hexdigest()
 
     def describe(self) -> str:
-        size = sum(f.stat().st_size for f in self.files)
+        size = sum(self._size(f) for f in self.files)
         first = str(self.files[0]) + (
             f" (+{len(self.files) - 1} more)" if len(self.files) > 1 else ""
         )

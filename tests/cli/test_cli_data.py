@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from neat.cli import cli
@@ -77,3 +79,16 @@ def test_prepare_then_inspect(tiny_config: Path) -> None:
     report = json.loads(out)
     assert report["tokens"] == 60_000 and report["documents"] == 1
     assert len(report["samples"]) == 2
+
+
+def test_prepare_with_an_unreadable_data_file_is_one_error(tiny_config: Path) -> None:
+    corpus = tiny_config.parent / "corpus.txt"
+    corpus.chmod(0)
+    try:
+        if os.access(corpus, os.R_OK):
+            pytest.skip("this user reads files whatever their mode (root)")
+        code, _, err = invoke("data", "prepare", "-c", str(tiny_config), "--workers", "1")
+    finally:
+        corpus.chmod(0o644)
+    assert code == 2 and err.startswith("Error: cannot read data file") and str(corpus) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,35 @@ def test_fingerprint_streams_large_files(tmp_path: Path) -> None:
         handle.seek((2 << 20) + 5)
         handle.write(b"b")
     assert TextFileSource([str(f)]).fingerprint() != before
+
+
+def _unreadable(path: Path) -> Path:
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads whatever the mode says
+        path.chmod(0o644)
+        pytest.skip("this user reads files whatever their mode (root)")
+    return path
+
+
+def test_unreadable_file_is_one_data_error_naming_it(tmp_path: Path) -> None:
+    _write(tmp_path / "docs" / "a.txt", "alpha")
+    locked = _unreadable(_write(tmp_path / "docs" / "b.txt", "bravo"))
+    try:
+        source = TextFileSource([str(tmp_path / "docs")])
+        for use in (source.fingerprint, lambda: list(source.documents())):
+            with pytest.raises(DataError, match=r"cannot read data file .*b\.txt.*data\.exclude"):
+                use()
+    finally:
+        locked.chmod(0o644)
+
+
+def test_file_gone_after_resolving_is_one_data_error_naming_it(tmp_path: Path) -> None:
+    # Fails the same way as an unreadable file (open() raises in fingerprint), also as root.
+    _write(tmp_path / "docs" / "a.txt", "alpha")
+    gone = _write(tmp_path / "docs" / "b.txt", "bravo")
+    source = TextFileSource([str(tmp_path / "docs")])
+    gone.unlink()
+    gone.symlink_to(tmp_path / "nowhere.txt")  # a dangling symlink in its place
+    for use in (source.fingerprint, source.describe, lambda: list(source.documents())):
+        with pytest.raises(DataError, match=r"cannot read data file .*b\.txt.*data\.exclude"):
+            use()
