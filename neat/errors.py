@@ -17,6 +17,10 @@ class CheckpointError(NeatError):
     """A checkpoint is missing, incomplete, corrupted, or belongs to another model."""
 
 
+class DiskFullError(NeatError):
+    """A write failed because the disk, the user's quota or the file size limit is full."""
+
+
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C / SIGTERM once the current step finished and a checkpoint was saved."""
 

@@ -11,6 +11,7 @@ would tear a live progress bar, while `console.print` scrolls the line above it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from rich.text import Text
 from structlog.typing import Processor
 
 from neat.errors import ConfigError
+from neat.files import FILE_MODE
+from neat.monitoring.disk import append_whole, disk_full_error, is_disk_full
 
 __all__ = ["RichConsoleHandler", "add_json_log_file", "configure_logging", "configure_rank_logging"]
 
@@ -56,15 +59,23 @@ class RichConsoleHandler(logging.Handler):
 
 
 def configure_logging(
-    console: Console | None = None, level: str = "INFO", json_file: Path | None = None
+    console: Console | None = None,
+    level: str = "INFO",
+    json_file: Path | None = None,
+    *,
+    console_level: str | None = None,
 ) -> None:
     """Route structlog and stdlib logging to `console` (stderr by default) and `json_file`.
 
-    Pretty output when the console is a terminal, JSON lines otherwise. Calling it again
-    replaces the handlers it installed before (a CLI test runner calls it once per invoke);
-    handlers attached with `add_json_log_file` stay until their own detach.
+    `level` is the minimum of every record, `console_level` (default: `level`) the higher
+    bar of the console: `neat train` keeps its console to progress and warnings while the
+    run's log.jsonl still gets the info records. Pretty output when the console is a
+    terminal, JSON lines otherwise. Calling it again replaces the handlers it installed
+    before (a CLI test runner calls it once per invoke); handlers attached with
+    `add_json_log_file` stay until their own detach.
     """
     numeric_level = _parse_level(level)
+    shown_level = _parse_level(console_level) if console_level is not None else numeric_level
     console = console if console is not None else Console(stderr=True)
 
     root = logging.getLogger()
@@ -73,7 +84,7 @@ def configure_logging(
             root.removeHandler(handler)
             handler.close()
 
-    console_handler = RichConsoleHandler(console)
+    console_handler = RichConsoleHandler(console, shown_level)
     console_handler.set_name(_CONSOLE_HANDLER)
     console_handler.setFormatter(_console_formatter(console))
     # Training events reach the console through ConsoleMonitor; logging them again would echo.
@@ -81,7 +92,7 @@ def configure_logging(
     root.addHandler(console_handler)
     if json_file is not None:
         root.addHandler(_json_file_handler(json_file, _JSON_HANDLER))
-    root.setLevel(numeric_level)
+    root.setLevel(min(numeric_level, shown_level))
 
     structlog.configure(
         processors=[
@@ -158,9 +169,45 @@ def _console_formatter(console: Console) -> structlog.stdlib.ProcessorFormatter:
     return _formatter([renderer])
 
 
-def _json_file_handler(path: Path, name: str) -> logging.FileHandler:
+class _JsonFileHandler(logging.Handler):
+    """Appends each record to a file as one whole line (one write, taken back if the disk cut
+    it short). A full disk raises `DiskFullError` to the code that logged, which ends the
+    run, instead of printing a "--- Logging error ---" traceback per record."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._full = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._full or self._fd is None:  # the run is ending: later records fail the same
+            return
+        try:
+            append_whole(self._fd, (self.format(record) + "\n").encode("utf-8"))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                self.handleError(record)
+                return
+            self._full = True
+            raise disk_full_error(self.path, exc) from exc
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        finally:
+            self.release()
+        super().close()
+
+
+def _json_file_handler(path: Path, name: str) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = _JsonFileHandler(path)
     handler.set_name(name)
     handler.setFormatter(_formatter(_json_processors()))
     return handler

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-import structlog
+import errno
+import io
+import json
+from pathlib import Path
 
-from neat.monitoring import EventBus, StepCompleted, TrainMetrics
+import pytest
+import structlog
+from rich.console import Console
+
+from neat.errors import DiskFullError
+from neat.monitoring import EventBus, StepCompleted, TrainMetrics, configure_logging
 
 
 def _metrics(step: int) -> TrainMetrics:
@@ -74,11 +82,57 @@ def test_raising_subscriber_is_logged_and_detached_others_keep_receiving() -> No
     assert after == [1, 2]
     assert calls == [1]  # detached after the first failure
     assert len(bus) == 2
-    assert len(logs) == 1
-    assert logs[0]["event"] == "subscriber_failed_detached"
-    assert logs[0]["log_level"] == "error"
+    [warning] = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert warning["event"] == "subscriber_failed_detached"
     assert (
-        logs[0]["subscriber"]
+        warning["subscriber"]
         == "test_raising_subscriber_is_logged_and_detached_others_keep_receiving.<locals>.broken"
     )
-    assert logs[0]["event_type"] == "int"
+    assert warning["event_type"] == "int"
+    assert warning["error"] == "RuntimeError: boom"
+
+
+def test_failing_monitor_is_one_warning_line_on_the_console_traceback_in_the_log(
+    tmp_path: Path,
+) -> None:
+    buffer = io.StringIO()
+    log_file = tmp_path / "log.jsonl"
+    configure_logging(
+        Console(file=buffer, width=200), level="INFO", json_file=log_file, console_level="WARNING"
+    )
+    bus = EventBus()
+    seen: list[object] = []
+
+    class Broken:
+        def on_event(self, event: object) -> None:
+            raise KeyError("missing")
+
+    bus.subscribe(Broken().on_event)
+    bus.subscribe(seen.append)
+    bus.publish(1)
+    bus.publish(2)
+
+    assert seen == [1, 2]
+    console = buffer.getvalue().splitlines()
+    assert len(console) == 1 and "subscriber_failed_detached" in console[0]
+    assert "Broken" in console[0] and "Traceback" not in buffer.getvalue()
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [r["event"] for r in records] == [
+        "subscriber_failed_detached",
+        "subscriber_failure_traceback",
+    ]
+    assert "KeyError" in json.dumps(records[1]["exception"])
+
+
+def test_full_disk_in_a_subscriber_stops_the_publisher_after_the_others() -> None:
+    bus = EventBus()
+    seen: list[object] = []
+
+    def full(event: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/run/custom.log")
+
+    bus.subscribe(full)
+    bus.subscribe(seen.append)
+    with pytest.raises(DiskFullError, match=r"/data/run/custom\.log: No space left on device"):
+        bus.publish(1)
+    assert seen == [1]  # the event still reached everyone

@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,58 @@ def test_structlog_monitor_writes_to_the_run_log(tmp_path: Path) -> None:
         10,
         0.3,
     )
+
+
+def test_console_level_keeps_info_out_of_the_console_but_in_the_log_file(tmp_path: Path) -> None:
+    console, buffer = _console()
+    path = tmp_path / "log.jsonl"
+    configure_logging(console, level="INFO", json_file=path, console_level="WARNING")
+    log = structlog.get_logger("neat.persistence")
+
+    log.info("checkpoint_dir_removed", path="step_10")
+    log.warning("rng_reseeded")
+
+    assert [line["event"] for line in _lines(path)] == ["checkpoint_dir_removed", "rng_reseeded"]
+    [shown] = buffer.getvalue().splitlines()
+    assert "rng_reseeded" in shown
+
+
+LOG_FULL_DRIVER = """
+import resource, signal, sys
+from pathlib import Path
+import structlog
+from rich.console import Console
+from neat.errors import DiskFullError
+from neat.monitoring import configure_logging
+
+path, limit = Path(sys.argv[1]), int(sys.argv[2])
+configure_logging(Console(stderr=True), json_file=path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+log = structlog.get_logger("neat.test")
+try:
+    log.info("a_long_event_name_that_does_not_fit", detail="x" * 200)
+except DiskFullError as exc:
+    print("refused:", exc)
+log.info("later")  # dropped quietly: the run is already ending with the error above
+"""
+
+
+def test_full_disk_under_the_log_file_raises_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"event": "old"}\n' * 10)
+    size = path.stat().st_size
+    driver = tmp_path / "driver.py"
+    driver.write_text(LOG_FULL_DRIVER)
+
+    done = subprocess.run(
+        [sys.executable, str(driver), str(path), str(size + 50)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"refused: cannot write {path}: File too large")
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr
+    assert path.stat().st_size == size  # no half line for the resumed run to glue onto

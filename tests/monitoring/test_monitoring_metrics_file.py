@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from neat.monitoring import (
@@ -134,3 +136,125 @@ def test_building_the_monitor_touches_no_disk(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "metrics.jsonl"
     MetricsFileMonitor(path).close()
     assert not path.parent.exists()
+
+
+def _start(step: int) -> RunStarted:
+    return RunStarted(
+        run_dir=RUN,
+        config={},
+        start_step=step,
+        max_steps=30,
+        num_params=1,
+        device="cpu",
+        tokens_per_step=8,
+    )
+
+
+def _train(step: int, loss: float = 1.0) -> TrainMetrics:
+    return TrainMetrics(
+        step=step, loss=loss, lr=1e-3, tokens_per_s=1.0, grad_norm=None, mfu=None, elapsed_s=1.0
+    )
+
+
+def _segment(path: Path, start: int, crash_at: int, checkpoints: tuple[int, ...]) -> None:
+    """A run segment that logs every step, checkpoints at `checkpoints` and dies at `crash_at`
+    (no run_end), as after kill -9."""
+    monitor = MetricsFileMonitor(path)
+    monitor.on_event(_start(start))
+    for step in range(start + 1, crash_at + 1):
+        monitor.on_event(_train(step, loss=float(start)))
+        if step in checkpoints:
+            monitor.on_event(CheckpointSaved(step=step, path=RUN / f"step_{step}"))
+    monitor.close()
+
+
+def test_resuming_moves_the_rows_an_abandoned_segment_wrote_after_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    _segment(path, 0, 25, checkpoints=(10, 20))  # crashed at 25: steps 21..25 are replayed
+    _segment(path, 20, 23, checkpoints=())  # crashed again before a checkpoint
+    _segment(path, 20, 30, checkpoints=(30,))
+
+    records = read_metrics(path)
+    keys = [(r["event"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys))  # one row per step and event
+    assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 31))
+    assert [r["step"] for r in records if r["event"] == "run_start"] == [0, 20]
+    losses = {r["step"]: r["loss"] for r in records if r["event"] == "train"}
+    assert losses[20] == 0.0 and losses[21] == 20.0  # the replayed steps are the new ones
+    replaced = read_metrics(tmp_path / "metrics.replaced.jsonl")
+    assert [(r["event"], r["step"]) for r in replaced] == [
+        *[("train", s) for s in range(21, 26)],
+        ("run_start", 20),
+        *[("train", s) for s in range(21, 24)],
+    ]
+
+
+def test_interrupted_segment_keeps_its_end_and_a_fresh_start_replaces_everything(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    first = MetricsFileMonitor(path)
+    for event in _run_events(0, 10)[:-1]:
+        first.on_event(event)
+    first.on_event(RunFinished(step=10, status="interrupted", elapsed_s=1.0, best_val_loss=None))
+    first.close()
+    second = MetricsFileMonitor(path)
+    second.on_event(_start(10))
+    second.close()
+    assert [r["event"] for r in read_metrics(path)][-3:] == ["checkpoint", "run_end", "run_start"]
+
+    # no checkpoint survived (a run dir started again from step 0): nothing is history
+    other = tmp_path / "fresh.jsonl"
+    _segment(other, 0, 5, checkpoints=())
+    _segment(other, 0, 3, checkpoints=())
+    assert [(r["event"], r["step"]) for r in read_metrics(other)] == [
+        ("run_start", 0),
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+    ]
+
+
+FULL_DISK_DRIVER = """
+import resource, signal, sys
+from pathlib import Path
+from neat.errors import DiskFullError
+from neat.monitoring import CheckpointSaved, MetricsFileMonitor, TrainMetrics
+
+path, limit = Path(sys.argv[1]), int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+monitor = MetricsFileMonitor(path)
+event = TrainMetrics(step=7, loss=1.0, lr=1.0, tokens_per_s=1.0, grad_norm=None, mfu=None,
+                     elapsed_s=1.0)
+try:
+    monitor.on_event(event)
+except DiskFullError as exc:
+    print("refused:", exc)
+monitor.on_event(CheckpointSaved(step=8, path=Path("x")))  # the run is ending: ignored
+monitor.close()
+"""
+
+
+def test_full_disk_is_one_clear_error_and_leaves_no_half_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    row = '{"event": "checkpoint", "step": 5, "path": "a"}\n'
+    path.write_text(row * 20)
+    size = path.stat().st_size
+    driver = tmp_path / "driver.py"
+    driver.write_text(FULL_DISK_DRIVER)
+
+    done = subprocess.run(
+        [sys.executable, str(driver), str(path), str(size + 40)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"refused: cannot write {path}: File too large")
+    assert "--resume auto" in done.stdout and "Traceback" not in done.stderr
+    assert path.stat().st_size == size  # the cut line was taken back
+    assert len(read_metrics(path)) == 20
