@@ -152,10 +152,10 @@ class _CharArrays:
 
     def __init__(self, tokenizer: CharTokenizer) -> None:
         self.tokenizer = tokenizer
-        n = tokenizer.vocab_size
-        dtype = np.uint16 if n < 1 << 16 else np.uint32
+        n = len(tokenizer.chars)  # ids of characters; an end-of-text id, if any, is n
+        dtype = np.uint16 if n + 1 < 1 << 16 else np.uint32
         points = np.array([ord(c) for c in tokenizer.chars], dtype=np.int64)
-        # Unknown characters map to n, an id no token has: one max() finds them.
+        # Unknown characters map to n, an id no character has: one max() finds them.
         self.table = np.full(int(points.max(initial=0)) + 2, n, dtype=dtype)
         self.table[points] = np.arange(n, dtype=dtype)
         self.ascii = np.full(128, n, dtype=dtype)
@@ -164,7 +164,7 @@ class _CharArrays:
         # Small vocabularies (ids and the unknown marker fit a byte): bytes.translate maps
         # ASCII text at memory speed.
         self.translate = bytes(self.ascii.tolist() + [n] * 128) if n < 255 else None
-        self.vocab_size = n
+        self.unknown = n
 
     def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
         out = []
@@ -179,7 +179,7 @@ class _CharArrays:
             else:
                 points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
                 ids = np.take(self.table, points, mode="clip")
-            if ids.size and int(ids.max()) >= self.vocab_size:
+            if ids.size and int(ids.max()) >= self.unknown:
                 self.tokenizer.encode(text)  # raises the DataError that names the characters
                 raise DataError("text has characters outside the char tokenizer's vocabulary")
             out.append(ids)

@@ -44,29 +44,35 @@ def _as_list(ids: Sequence[int]) -> list[int]:
 
 
 class CharTokenizer:
-    """One id per character seen in the corpus; ids follow the sorted characters."""
+    """One id per character seen in the corpus; ids follow the sorted characters.
 
-    def __init__(self, chars: Sequence[str]) -> None:
+    `eot` adds an end-of-text id after the characters (no character encodes to it), for data
+    whose documents must stay apart in one token stream (prompt/response records). Without it
+    the vocabulary, the ids and the fingerprint are those of a char tokenizer without `eot`.
+    """
+
+    def __init__(self, chars: Sequence[str], *, eot: bool = False) -> None:
         bad = [c for c in chars if len(c) != 1]
         if bad:
             raise ValueError(f"CharTokenizer takes single characters, got {bad[:5]!r}")
         self.chars: list[str] = sorted(set(chars))
+        self.eot = eot
         self._stoi = {c: i for i, c in enumerate(self.chars)}
 
     @classmethod
-    def fit(cls, texts: Iterable[str]) -> CharTokenizer:
+    def fit(cls, texts: Iterable[str], *, eot: bool = False) -> CharTokenizer:
         vocab: set[str] = set()
         for text in texts:
             vocab.update(text)
-        return cls(sorted(vocab))
+        return cls(sorted(vocab), eot=eot)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars)
+        return len(self.chars) + self.eot
 
     @property
     def eot_id(self) -> int | None:
-        return None
+        return len(self.chars) if self.eot else None
 
     def encode(self, text: str) -> list[int]:
         stoi = self._stoi
@@ -93,14 +99,20 @@ class CharTokenizer:
                 return "".join([chars[i] for i in values])
         except IndexError:
             pass
-        bad = [i for i in values if not 0 <= i < n]
-        raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {n})")
+        size = self.vocab_size
+        bad = [i for i in values if not 0 <= i < size]
+        if not bad:  # end-of-text ids (past the characters) decode to nothing
+            return "".join([chars[i] for i in values if i < n])
+        raise ValueError(f"token id(s) {bad[:5]} are outside the vocabulary (size {size})")
 
     def token_bytes(self) -> list[int]:
-        return [len(c.encode("utf-8")) for c in self.chars]
+        return [len(c.encode("utf-8")) for c in self.chars] + [0] * self.eot
 
     def _spec(self) -> dict[str, Any]:
-        return {"neat_tokenizer": "char", "chars": self.chars}
+        spec: dict[str, Any] = {"neat_tokenizer": "char", "chars": self.chars}
+        if self.eot:  # only then: a char tokenizer without it keeps its fingerprint
+            spec["eot"] = True
+        return spec
 
     def fingerprint(self) -> str:
         return hashlib.sha256(_canonical(self._spec()).encode()).hexdigest()
@@ -176,12 +188,14 @@ def load_tokenizer(path: Path) -> ITokenizer:
     if kind == "byte":
         return ByteTokenizer()
     chars = spec.get("chars") if isinstance(spec, dict) else None
+    eot = spec.get("eot", False) if isinstance(spec, dict) else None
     if (
         kind == "char"
         and isinstance(chars, list)
         and all(isinstance(c, str) and len(c) == 1 for c in chars)
+        and isinstance(eot, bool)
     ):
-        return CharTokenizer(chars)
+        return CharTokenizer(chars, eot=eot)
     raise CheckpointError(f"tokenizer file {path} is not a valid neat tokenizer (kind {kind!r})")
 
 
@@ -190,13 +204,24 @@ def encode_to_array(tokenizer: ITokenizer, text: str) -> np.ndarray:
     return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
+def _char_needs_eot(source: IDataSource) -> bool:
+    """Prompt/response records are short documents that must stay apart in the token stream
+    (the model learns where a response ends); plain text keeps the vocabulary it always had."""
+    parts = getattr(source, "parts", None)
+    sources = [part for part, _ in parts] if isinstance(parts, list | tuple) and parts else [source]
+    return any(getattr(part, "format", None) == "prompt_response" for part in sources)
+
+
 def _char_cache_path(source: IDataSource, cache_dir: Path) -> Path:
-    return Path(cache_dir) / f"vocab-char-{source.fingerprint()[:16]}.json"
+    eot = "-eot" if _char_needs_eot(source) else ""  # never a vocabulary cached without one
+    return Path(cache_dir) / f"vocab-char-{source.fingerprint()[:16]}{eot}.json"
 
 
 def _fit_char(source: IDataSource, path: Path) -> CharTokenizer:
-    tokenizer = CharTokenizer.fit(doc.text for doc in source.documents())
-    if tokenizer.vocab_size == 0:
+    tokenizer = CharTokenizer.fit(
+        (doc.text for doc in source.documents()), eot=_char_needs_eot(source)
+    )
+    if not tokenizer.chars:
         raise DataError(f"{source.describe()} contains no text; check data.path")
     tokenizer.save(path)
     return tokenizer

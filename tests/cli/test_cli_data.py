@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from neat.cli import cli
-from neat.data import load_tokenizer
+from neat.data import load_prepared, load_tokenizer
 
 BPE = "data.tokenizer={type: bpe, vocab_size: 400}"
 
@@ -92,3 +92,43 @@ def test_prepare_with_an_unreadable_data_file_is_one_error(tiny_config: Path) ->
         corpus.chmod(0o644)
     assert code == 2 and err.startswith("Error: cannot read data file") and str(corpus) in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+SFT_CONFIG = """\
+name: sft
+model: {type: gpt, n_layer: 1, n_head: 2, n_embd: 16, block_size: 16}
+data: {type: jsonl, path: sft.jsonl, format: prompt_response, tokenizer: {type: char}}
+training: {max_steps: 1, batch_size: 2, device: cpu}
+"""
+
+
+def _prepared(out: str) -> Path:
+    return Path(out.split("built: ", 1)[1].split(" | ", 1)[0])
+
+
+def test_prompt_response_records_stay_apart_under_the_char_tokenizer(tmp_path: Path) -> None:
+    records = [("Q: ab?", "ba"), ("Q: ba?", "ab")]
+    lines = [json.dumps({"prompt": p, "response": r}) for p, r in records]
+    (tmp_path / "sft.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "sft.yaml").write_text(SFT_CONFIG, encoding="utf-8")
+    code, out, err = invoke("data", "prepare", "-c", str(tmp_path / "sft.yaml"), "--workers", "1")
+    assert code == 0, err
+    entry = load_prepared(_prepared(out))
+    tok = load_tokenizer(_prepared(out) / "tokenizer.json")
+    assert entry is not None and tok.eot_id is not None
+    expected, mask = [], []
+    for prompt, response in records:
+        expected += [*tok.encode(prompt), *tok.encode(response), tok.eot_id]
+        mask += [0] * len(prompt) + [1] * len(response) + [1]  # learn to stop after a response
+    assert entry.tokens().tolist() == expected
+    trained = entry.mask()
+    assert trained is not None and trained.tolist() == mask
+
+
+def test_plain_text_char_vocabulary_has_no_end_of_text_id(tiny_config: Path) -> None:
+    code, out, err = invoke("data", "prepare", "-c", str(tiny_config), "--workers", "1")
+    assert code == 0, err
+    entry = out.split(": ", 1)[1].split(" | ", 1)[0]
+    tok = load_tokenizer(Path(entry) / "tokenizer.json")
+    text = (tiny_config.parent / "corpus.txt").read_text(encoding="utf-8")
+    assert tok.eot_id is None and tok.vocab_size == len(set(text))

@@ -363,3 +363,13 @@ def test_vectorised_char_encoder_equals_encode(vocab: str) -> None:
             encode(["abc" + unknown])
     assert prepare_module.array_encoder(ByteTokenizer()) is not None
     assert prepare_module.array_encoder(SlowChar(alphabet)) is None  # a subclass may differ
+
+
+def test_vectorised_char_encoder_with_an_end_of_text_id() -> None:
+    tok = CharTokenizer(list("ab"), eot=True)
+    encode = prepare_module.array_encoder(tok)
+    assert encode is not None
+    assert [ids.tolist() for ids in encode(["abba", ""])] == [tok.encode("abba"), []]
+    for unknown in ("c", "é"):  # must not pass as the end-of-text id
+        with pytest.raises(DataError, match="not in the char tokenizer's vocabulary"):
+            encode([f"ab{unknown}"])

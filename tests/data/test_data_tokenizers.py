@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -189,3 +190,24 @@ def test_tokenizer_registry_is_extensible(tmp_path: Path) -> None:
     finally:
         del TOKENIZERS["test-upper"]
     assert isinstance(tok, CharTokenizer) and tok.chars == ["X"]
+
+
+def test_char_tokenizer_without_eot_keeps_its_vocabulary_and_fingerprint() -> None:
+    # Existing char checkpoints and caches were made with exactly this spec.
+    tok = CharTokenizer(list("ba"))
+    assert tok.vocab_size == 2 and tok.eot_id is None and tok.token_bytes() == [1, 1]
+    spec = json.dumps({"chars": ["a", "b"], "neat_tokenizer": "char"}, sort_keys=True)
+    assert tok.fingerprint() == hashlib.sha256(spec.encode()).hexdigest()
+
+
+def test_char_tokenizer_with_eot_round_trips(tmp_path: Path) -> None:
+    tok = CharTokenizer(list("ab"), eot=True)
+    assert (tok.vocab_size, tok.eot_id, tok.token_bytes()) == (3, 2, [1, 1, 0])
+    assert tok.encode("ba") == [1, 0] and tok.decode([1, 2, 0, 2]) == "ba"
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([3])
+    assert tok.fingerprint() != CharTokenizer(list("ab")).fingerprint()
+    tok.save(tmp_path / "tok.json")
+    loaded = load_tokenizer(tmp_path / "tok.json")
+    assert isinstance(loaded, CharTokenizer) and loaded.eot_id == 2
+    assert loaded.fingerprint() == tok.fingerprint()
