@@ -98,10 +98,12 @@ def _build_summary(report: dict[str, Any]) -> str:
     )
 
 
-def _echo_skipped(report: dict[str, Any]) -> None:
+def _echo_notes(report: dict[str, Any]) -> None:
     for reason, paths in sorted(report.get("skipped", {}).items()):
         for path in paths:
             click.echo(f"skipped ({reason}): {_shown_path(str(path))}", err=True)
+    for warning in report.get("warnings", []):
+        click.echo(f"warning: {_shown_path(warning['path'])}: {warning['detail']}", err=True)
 
 
 @click.group()
@@ -134,7 +136,7 @@ def index_build(
     if as_json:
         _print_json(report)
         return
-    _echo_skipped(report)
+    _echo_notes(report)
     click.echo(_build_summary(report))
 
 
@@ -294,7 +296,7 @@ def index_watch(
                 if "error" in report:
                     click.echo(f"update failed: {report['error']}", err=True)
                     continue
-                _echo_skipped(report)
+                _echo_notes(report)
                 click.echo(_build_summary(report))
         except KeyboardInterrupt:  # each file is one transaction: stopping mid-update is safe
             pass

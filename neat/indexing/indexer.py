@@ -88,6 +88,7 @@ class BuildReport:
     unchanged: int = 0
     removed: int = 0
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # {"path", "detail"}
     chunks_added: int = 0
     chunks_removed: int = 0
     embedded: int = 0
@@ -305,6 +306,7 @@ class MarkdownIndexer:
         text = data.decode("utf-8")
         row = FileRow(key[0], key[1], file.size, file.mtime_ns, sha, self._chunker, 0)
         parsed = parse_markdown(text, key[1], self.config.chunking)
+        report.warnings += [{"path": str(file.path), "detail": w} for w in parsed.warnings]
         return _Parsed(key, row, parsed, is_new=known is None)
 
     def _write(self, pending: Sequence[_Parsed], report: BuildReport) -> None:
@@ -377,6 +379,7 @@ class MarkdownIndexer:
     def _record_build(self, report: BuildReport) -> None:
         summary = report.as_dict()
         summary["skipped"] = {k: len(v) for k, v in summary["skipped"].items()}
+        summary["warnings"] = len(summary["warnings"])
         summary["finished_at"] = time.time()
         with self._store.transaction():
             self._store.set_meta("last_build", json.dumps(summary))

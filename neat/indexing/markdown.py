@@ -9,7 +9,10 @@ Rules:
 - Line endings are normalised to `\\n` first (CRLF and lone CR, as markdown-it itself does), and
   a leading byte order mark is dropped, so line numbers agree with the parser's. Blank means
   whitespace only; chunks never start or end on a blank line.
-- Front matter that is not a YAML mapping reads as {}; its keys become strings.
+- Front matter that is not a YAML mapping reads as {}; its keys become strings. Front matter
+  is untrusted: a block over `MAX_FRONT_MATTER_CHARS`, or one whose aliases would expand to
+  more than `MAX_FRONT_MATTER_NODES` values (a "billion laughs" file) or refer to themselves,
+  is not loaded, and `ParsedFile.warnings` says why.
 - Every top-level block owns its lines up to the next block, so blank lines land in a chunk;
   lines the parser gives no token (link reference definitions) form a prose block of their own.
 - A section runs from a top-level heading to the next (headings inside blockquotes or lists
@@ -42,7 +45,13 @@ from mdit_py_plugins.front_matter import front_matter_plugin
 from neat.config.indexing import ChunkingConfig
 from neat.indexing.records import Chunk, ChunkKind, ParsedFile
 
-__all__ = ["parse_markdown"]
+__all__ = ["MAX_FRONT_MATTER_CHARS", "MAX_FRONT_MATTER_NODES", "parse_markdown"]
+
+# Real front matter is a few hundred bytes of metadata; these bounds keep a hostile file from
+# costing more than a moment and a few MB, whatever its aliases do once expanded (every
+# consumer of front matter, JSON in the store first, expands shared references).
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+MAX_FRONT_MATTER_NODES = 10_000
 
 # One parser each for every file: MarkdownIt instances are reusable and costly to build.
 # Chunking needs only block structure, so inline parsing, over half the parse time, is off
@@ -92,9 +101,12 @@ def parse_markdown(text: str, path: str, chunking: ChunkingConfig) -> ParsedFile
     tokens = _BLOCKS.parse(text, env)
     lines = _Lines(text.split("\n"))
     front_matter: dict[str, Any] = {}
+    warnings: list[str] = []
     body_start = 0
     if tokens and tokens[0].type == "front_matter" and tokens[0].map is not None:
-        front_matter = _load_front_matter(tokens[0].content)
+        front_matter, problem = _load_front_matter(tokens[0].content)
+        if problem is not None:
+            warnings.append(f"front matter ignored: {problem}")
         body_start = min(tokens[0].map[1], len(lines.lines))
     body = "\n".join(lines.lines[body_start:])
     blocks = _top_level_blocks(tokens, lines, body_start, env)
@@ -105,19 +117,79 @@ def parse_markdown(text: str, path: str, chunking: ChunkingConfig) -> ParsedFile
         for a, b in chunker.pieces(start, end):
             kind = chunker.kind(a, b)
             chunks.append(Chunk(path, section.path, a + 1, b, lines.text(a, b), kind))
-    return ParsedFile(path=path, front_matter=front_matter, body=body, chunks=chunks)
+    return ParsedFile(path, front_matter, body, chunks, tuple(warnings))
 
 
-def _load_front_matter(source: str) -> dict[str, Any]:
-    """Front matter is author data: anything but a YAML mapping reads as none. PyYAML raises
-    more than YAMLError (ValueError for a bad date, RecursionError for deep nesting)."""
+class _TooLarge(Exception):
+    pass
+
+
+def _load_front_matter(source: str) -> tuple[dict[str, Any], str | None]:
+    """The front matter mapping, or {} and why it was not loaded. The YAML is composed into
+    nodes first and its expanded size measured before anything is constructed, so an alias
+    bomb costs its own few hundred bytes, never its expansion. PyYAML raises more than
+    YAMLError (ValueError for a bad date, RecursionError for deep nesting)."""
+    if not source.strip():
+        return {}, None
+    if len(source) > MAX_FRONT_MATTER_CHARS:
+        return {}, f"it is over {MAX_FRONT_MATTER_CHARS} characters"
+    loader = yaml.SafeLoader(source)
     try:
-        data = yaml.safe_load(source)
-    except Exception:
-        return {}
+        node = loader.get_single_node()
+        if node is None:
+            return {}, None
+        _check_expanded_size(node)
+        data = loader.construct_document(node)
+    except _TooLarge as exc:
+        return {}, str(exc)
+    except yaml.YAMLError as exc:
+        return {}, f"it is not valid YAML ({' '.join(str(exc).split())[:200]})"
+    except RecursionError:
+        return {}, "it is nested too deeply"
+    except Exception as exc:
+        return {}, f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
-        return {}
-    return {str(key): value for key, value in data.items()}
+        return {}, f"it is a YAML {type(data).__name__}, not a mapping of keys to values"
+    return {str(key): value for key, value in data.items()}, None
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Raises _TooLarge when the document, with every alias expanded, has more than
+    MAX_FRONT_MATTER_NODES nodes, or when an alias refers to a node that contains it.
+    Each distinct node is sized once (memoised), iteratively, so the check itself is linear
+    in the source."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in children)
+            if size > MAX_FRONT_MATTER_NODES:
+                raise _TooLarge(f"its aliases expand to more than {MAX_FRONT_MATTER_NODES} values")
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise _TooLarge("an alias refers to a value that contains it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 class _Lines:

@@ -56,12 +56,14 @@ class Chunk:
 @dataclass(frozen=True, slots=True)
 class ParsedFile:
     """A markdown file read into front matter (parsed YAML; {} when absent or not a mapping)
-    and chunks in file order. `body` is the text without the front matter block."""
+    and chunks in file order. `body` is the text without the front matter block; `warnings`
+    say what of the file was left out (front matter that could not or should not be loaded)."""
 
     path: str
     front_matter: dict[str, Any]
     body: str
     chunks: list[Chunk] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -136,3 +137,44 @@ def test_watch_picks_up_a_new_file_and_stops_on_ctrl_c(docs: Path, tmp_path: Pat
     code, out, _ = run("index", "search", "quokka", "--db", str(db), "--json")
     assert code == 0
     assert Path(json.loads(out)[0]["path"]).name == "fresh.md"
+
+
+def billion_laughs() -> str:
+    """387 bytes of YAML whose aliases, expanded, are 9**9 strings (gigabytes once stored)."""
+    lines = [
+        "---",
+        "title: Laughs",
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join([*lines, "---", "# Laughs", "", "Words after the bomb: wombat.", ""])
+
+
+def _one_gib_of_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+
+def test_an_alias_bomb_is_indexed_without_its_front_matter_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bomb.md").write_text(billion_laughs(), encoding="utf-8")
+    (docs / "plain.md").write_text("---\ntitle: Plain\n---\n# Plain\n\nKoala.\n")
+    db = tmp_path / "index.db"
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "neat", "index", "build", str(docs), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_one_gib_of_address_space,  # the unbounded expansion needs gigabytes
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.perf_counter() - started < 20
+    assert "2 files: 2 added" in proc.stdout
+    assert f"warning: {docs / 'bomb.md'}: front matter ignored: its aliases expand" in proc.stderr
+    assert "plain.md" not in proc.stderr
+    code, out, _ = run("index", "search", "wombat", "--db", str(db), "--json")
+    assert code == 0 and Path(json.loads(out)[0]["path"]).name == "bomb.md"

@@ -3,6 +3,8 @@ ranges, on hand-written documents, four real rust-book chapters and fuzzed text.
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,64 @@ def test_empty_or_blank_file_has_no_chunks(text: str) -> None:
     parsed = parse(text)
     assert parsed.front_matter == {}
     assert parsed.chunks == []
+
+
+def billion_laughs() -> str:
+    """The classic YAML alias bomb: 9 aliases per level, 9 levels deep (9**9 strings)."""
+    lines = [
+        "---",
+        "title: Laughs",
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join([*lines, "---", "# Laughs", "", "Body text survives.", ""])
+
+
+def test_an_alias_bomb_in_front_matter_is_refused_quickly_with_a_warning() -> None:
+    text = billion_laughs()
+    assert len(text.encode()) < 400
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        parsed = parse(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # never let a failing assertion print `parsed`: its repr would expand the aliases
+    loaded, warnings, chunks = bool(parsed.front_matter), parsed.warnings, parsed.chunks
+    del parsed
+    assert warnings == ("front matter ignored: its aliases expand to more than 10000 values",)
+    assert not loaded
+    assert time.perf_counter() - started < 1.0
+    assert peak < 5 * 2**20
+    assert [c.text for c in chunks] == ["# Laughs\n\nBody text survives."]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "why"),
+    [
+        ("a: &a [1, *a]", "an alias refers to a value that contains it"),
+        ("big: " + "x" * 70_000, "it is over 65536 characters"),
+        ("title: [unclosed", "it is not valid YAML"),
+        ("- a list", "it is a YAML list, not a mapping"),
+    ],
+)
+def test_front_matter_that_is_refused_says_why(yaml_text: str, why: str) -> None:
+    parsed = parse(f"---\n{yaml_text}\n---\nBody text.\n")
+    assert parsed.front_matter == {}
+    assert len(parsed.warnings) == 1 and why in parsed.warnings[0]
+    assert [c.text for c in parsed.chunks] == ["Body text."]
+
+
+def test_front_matter_with_a_few_aliases_and_merge_keys_still_loads() -> None:
+    parsed = parse("---\nbase: &b {lang: en}\npage: {<<: *b, title: x}\nalso: *b\n---\nText.\n")
+    assert parsed.front_matter == {
+        "base": {"lang": "en"},
+        "page": {"lang": "en", "title": "x"},
+        "also": {"lang": "en"},
+    }
+    assert parsed.warnings == ()
 
 
 # -- headings ------------------------------------------------------------------------------------
