@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from neat.config import load_config
-from neat.di.registry import build
+from neat.config import build, load_config
+from neat.interfaces.contexts import ModelContext
 
 VOCAB = 257
 
@@ -23,7 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     blt_cfg = load_config(Path(args.blt_config)).model.model_copy(update={"entropy_model": None})
     gpt_cfg = load_config(Path(args.gpt_config)).model
-    blt, gpt = build("model", blt_cfg, VOCAB), build("model", gpt_cfg, VOCAB)
+    blt, gpt = (
+        build("model", blt_cfg, ModelContext(VOCAB)),
+        build("model", gpt_cfg, ModelContext(VOCAB)),
+    )
     seq = int(blt_cfg.block_size)
     parts = blt.flops_breakdown(seq, args.patch_size)
     print(

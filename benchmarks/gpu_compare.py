@@ -24,7 +24,7 @@ import torch
 from neat.config import load_config
 from neat.data.tokenizers import ByteTokenizer
 from neat.di import build_container
-from neat.di.builders import make_model
+from neat.di.factories import make_model
 from neat.training.bench import BenchSession, RandomBatches
 from neat.training.device import enable_fast_math, peak_flops
 

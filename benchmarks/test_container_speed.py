@@ -35,11 +35,11 @@ from typing import Any
 import pytest
 import structlog
 import torch
+from neat.monitoring.registry import MonitorContext, build_monitors
 from rich.console import Console
 
 from neat.config import load_config
-from neat.config.data import TextSourceConfig
-from neat.config.schema import AdamWConfig, ExperimentConfig, GPTConfig, LossEvaluatorConfig
+from neat.config.schema import ExperimentConfig
 from neat.data import (
     BatchSampler,
     TextFileSource,
@@ -48,13 +48,16 @@ from neat.data import (
     eval_batches,
     prepare_token_data,
 )
+from neat.data.sources import TextSourceConfig
 from neat.di import build_container
 from neat.evaluation import LossEvaluator
+from neat.evaluation.evaluator import LossEvaluatorConfig
 from neat.interfaces import IMonitor
 from neat.models import GPT
+from neat.models.gpt import GPTConfig
 from neat.monitoring import EventBus
-from neat.monitoring.registry import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory, resolve_precision
+from neat.optimization.adamw import AdamWConfig
 from neat.persistence import Checkpointer
 from neat.training.device import resolve_device
 from neat.training.run_dir import CHECKPOINTS, write_run_files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,15 @@ from dependency_injector import providers
 from rich.console import Console
 from torch import nn
 
-from neat.config.loader import validate_config
 from neat.config.schema import ExperimentConfig
 from neat.data import load_tokenizer
-from neat.di.builders import make_model
 from neat.di.container import build_container
+from neat.errors import CheckpointError, ConfigError
 from neat.evaluation import generate
+from neat.evaluation.generation import TextStream, check_sampling, iter_tokens
 from neat.interfaces import ITokenizer
-from neat.persistence import Checkpointer, read_checkpoint_meta, resolve_checkpoint
+from neat.models.load import build_model, load_trained_model
+from neat.persistence import resolve_checkpoint
 from neat.training.device import resolve_device
 
 
@@ -30,9 +32,10 @@ def evaluate_checkpoint(
     tokenizer_file = path / "tokenizer.json"
     if tokenizer_file.is_file():  # the vocab the model was trained with, not a refit
         container.tokenizer.override(providers.Object(load_tokenizer(tokenizer_file)))
-    # the checkpoint's weights replace the init anyway: skip model.init_from
-    model = make_model(config, container.tokenizer(), use_init_from=False)
+    # the checkpoint's weights replace the init anyway: no model.init_from
+    model = build_model(config.model, container.tokenizer(), config.training.seed)
     state = container.checkpointer().load(path, model)
+    refuse_non_finite(model, path)
     model.to(container.device())
     metrics: dict[str, Any] = dict(container.evaluator().evaluate(model))
     metrics["step"] = state.step
@@ -43,14 +46,19 @@ def evaluate_checkpoint(
 def load_for_inference(checkpoint: Path, device: str = "auto") -> tuple[nn.Module, ITokenizer, int]:
     """Model, tokenizer and context length from the checkpoint alone (no config, no data)."""
     path = resolve_checkpoint(checkpoint)
-    meta = read_checkpoint_meta(path)
-    config = validate_config(meta["config"], source=str(path / "state.json"))
-    tokenizer = load_tokenizer(path / "tokenizer.json")
-    model = make_model(config, tokenizer, use_init_from=False)
-    Checkpointer(path.parent).load(path, model)
-    model.to(resolve_device(device))
-    block_size = int(getattr(config.model, "block_size", 1024))
-    return model, tokenizer, block_size
+    model, tokenizer, config = load_trained_model(path, resolve_device(device))
+    refuse_non_finite(model, path)
+    return model, tokenizer, config.model.block_size
+
+
+def refuse_non_finite(model: nn.Module, checkpoint: Path) -> None:
+    """NaN or inf weights give NaN metrics and garbage text without a word: refuse them."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"checkpoint {checkpoint}: tensor {name!r} holds NaN or infinite values (the run "
+                "had diverged when it was saved); use an earlier checkpoint"
+            )
 
 
 def generate_text(
@@ -64,21 +72,73 @@ def generate_text(
     seed: int = 1337,
     device: str = "auto",
 ) -> str:
-    model, tokenizer, block_size = load_for_inference(checkpoint, device)
-    model_device = next(model.parameters()).device
-    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=model_device)
-    if ids.shape[1] == 0:
-        start = tokenizer.eot_id if tokenizer.eot_id is not None else 0
-        ids = torch.tensor([[start]], dtype=torch.long, device=model_device)
-    generator = torch.Generator(device=model_device).manual_seed(seed)
+    """The prompt and its continuation, decoded once at the end."""
+    sampling: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    model, tokenizer, block_size, ids, generator = _prepare(
+        checkpoint, prompt, max_new_tokens, sampling, seed, device
+    )
     out = generate(
-        model,
-        ids,
-        max_new_tokens,
-        block_size=block_size,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        generator=generator,
+        model, ids, max_new_tokens, block_size=block_size, generator=generator, **sampling
     )
     return tokenizer.decode(out[0].tolist())
+
+
+def stream_text(
+    checkpoint: Path,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 1337,
+    device: str = "auto",
+) -> Iterator[str]:
+    """The pieces of `generate_text`'s result (same seed, same text) as they are sampled.
+
+    Settings, checkpoint and device are checked here, before the first piece is asked for.
+    """
+    sampling: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    model, tokenizer, block_size, ids, generator = _prepare(
+        checkpoint, prompt, max_new_tokens, sampling, seed, device
+    )
+    tokens = iter_tokens(
+        model, ids, max_new_tokens, block_size=block_size, generator=generator, **sampling
+    )
+    return _pieces(TextStream(tokenizer), ids, tokens)
+
+
+def _pieces(stream: TextStream, ids: torch.Tensor, tokens: Iterator[torch.Tensor]) -> Iterator[str]:
+    if piece := stream.push(ids[0].tolist()):
+        yield piece
+    for next_id in tokens:
+        if piece := stream.push(next_id[0].tolist()):
+            yield piece
+    if piece := stream.finish():
+        yield piece
+
+
+def _prepare(
+    checkpoint: Path,
+    prompt: str,
+    max_new_tokens: int,
+    sampling: dict[str, Any],
+    seed: int,
+    device: str,
+) -> tuple[nn.Module, ITokenizer, int, torch.Tensor, torch.Generator]:
+    """Check the settings before the (slow) load; the model, prompt ids and seeded generator."""
+    check_sampling(max_new_tokens=max_new_tokens, seed=seed, **sampling)
+    model, tokenizer, block_size = load_for_inference(checkpoint, device)
+    model_device = next(model.parameters()).device
+    prompt_ids = tokenizer.encode(prompt)
+    if not prompt_ids:
+        if tokenizer.eot_id is None:
+            raise ConfigError(
+                "the prompt is empty and this checkpoint's tokenizer has no end-of-text token "
+                "to start from; give a prompt of at least one character (the default is a "
+                "newline)"
+            )
+        prompt_ids = [tokenizer.eot_id]
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=model_device)
+    generator = torch.Generator(device=model_device).manual_seed(seed)
+    return model, tokenizer, block_size, ids, generator

@@ -21,3 +21,24 @@ def test_readme_library_example_trains(tmp_path: Path) -> None:
     state = namespace["state"]
     assert state.step == 20  # type: ignore[attr-defined]
     assert (tmp_path / "demo" / "metrics.jsonl").is_file()
+
+
+def test_readme_component_example_registers_a_model_type_configs_can_name(
+    tmp_path: Path, tiny_config: Path
+) -> None:
+    from neat.config import load_config
+    from neat.di import build_container
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Adding a component type", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {"__name__": "readme_component"}
+    exec(compile(code.group(1), "README.md", "exec", dont_inherit=True), namespace)  # our README
+    config = load_config(
+        tiny_config, ["model={type: bigram, block_size: 32}", "training.max_steps=5"]
+    )
+    container = build_container(config, run_dir=tmp_path / "run")
+    assert type(container.model()).__name__ == "Bigram"
+    assert container.trainer().fit().step == 5
+    assert (tmp_path / "run" / "checkpoints").is_dir()

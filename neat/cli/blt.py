@@ -91,7 +91,8 @@ def blt_patch(
 ) -> None:
     """Cut text into entropy patches: coloured patches on a terminal, `|` between them
     otherwise; then the number of patches, their mean size, θ and the share at word starts."""
-    from neat.models.blt.patching import load_entropy_model, patch
+    from neat.models.blt.entropy import load_entropy_model
+    from neat.models.blt.patching import patch
 
     data = _input_bytes(text, file)
     if threshold is not None and target_patch_size is not None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from neat.errors import NeatError, TrainingDiverged, TrainingInterrupted
 
-__all__ = ["EXIT_USAGE", "config_options", "user_errors"]
+__all__ = ["EXIT_USAGE", "config_options", "load_container", "user_errors"]
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from neat.di import ServiceContainer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,3 +62,19 @@ def config_options(func: F) -> F:
         type=click.Path(path_type=Path, dir_okay=False),
         help="Experiment config file (.yaml, .json or .toml).",
     )(func)
+
+
+def load_container(
+    config_path: Path,
+    overrides: Sequence[str],
+    *,
+    run_dir: Path | None = None,
+    resume_from: Path | None = None,
+    console: Console | None = None,
+) -> ServiceContainer:
+    """The container of CONFIG with its --set overrides: where a command gets its parts."""
+    from neat.config import load_config
+    from neat.di import build_container
+
+    config = load_config(config_path, list(overrides))
+    return build_container(config, run_dir=run_dir, resume_from=resume_from, console=console)

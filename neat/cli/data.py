@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from neat.cli.common import config_options, user_errors
+from neat.cli.common import config_options, load_container, user_errors
 
 
 @click.group()
@@ -41,20 +41,17 @@ def data_prepare(
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from neat.config import load_config
     from neat.data import prepare_parts
-    from neat.di.builders import cache_dir_of, make_data_source, make_tokenizer
 
-    config = load_config(config_path, overrides)
-    source = make_data_source(config)
-    tokenizer = make_tokenizer(config, source)
+    container = load_container(config_path, overrides, console=ctx.obj["console"])
+    source, tokenizer = container.data_source(), container.tokenizer()
     columns = ("{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=ctx.obj["console"], transient=True) as bar:
         task = bar.add_task("tokenizing", total=None)
         parts = prepare_parts(
             source,
             tokenizer,
-            cache_dir_of(config),
+            container.cache_dir(),
             workers=workers or os.cpu_count() or 1,
             shard_tokens=shard_tokens,
             progress=lambda done, total: bar.update(task, completed=done, total=total or None),
@@ -77,14 +74,11 @@ def data_inspect(
     config_path: Path, overrides: tuple[str, ...], samples: int, as_json: bool
 ) -> None:
     """Documents, bytes, tokens, bytes per token, shards and decoded samples of the data."""
-    from neat.config import load_config
     from neat.data import inspect_data, prepare_parts
-    from neat.di.builders import cache_dir_of, make_data_source, make_tokenizer
 
-    config = load_config(config_path, overrides)
-    source = make_data_source(config)
-    tokenizer = make_tokenizer(config, source)
-    parts = prepare_parts(source, tokenizer, cache_dir_of(config))
+    container = load_container(config_path, overrides)
+    source, tokenizer = container.data_source(), container.tokenizer()
+    parts = prepare_parts(source, tokenizer, container.cache_dir())
     report = inspect_data(source, tokenizer, parts, samples=samples)
     if as_json:
         click.echo(json.dumps(report, default=str))
@@ -116,15 +110,13 @@ def tokenizer_train(
     config_path: Path, overrides: tuple[str, ...], output: Path | None, force: bool
 ) -> None:
     """Train the config's bpe (or char) tokenizer; `neat train` also does it on first use."""
-    from neat.config import load_config
     from neat.data import train_tokenizer
-    from neat.di.builders import cache_dir_of, make_data_source
 
-    config = load_config(config_path, overrides)
+    container = load_container(config_path, overrides)
     trained, path = train_tokenizer(
-        config.data.tokenizer,
-        make_data_source(config),
-        cache_dir_of(config),
+        container.config().data.tokenizer,
+        container.data_source(),
+        container.cache_dir(),
         output=output,
         force=force,
     )

@@ -49,7 +49,7 @@ def train(
     if not container.dist().is_main:  # under torchrun, rank 0 speaks for all
         return
     best = f"{state.best_val_loss:.4f}" if state.best_val_loss is not None else "n/a"
-    click.echo(f"done: {state.step} steps, best val loss {best}, run dir {trainer.run_dir}")
+    click.echo(f"done: {state.step} steps, best val loss {best}, run dir {container.run_dir()}")
 
 
 @click.command()

@@ -1,22 +1,22 @@
-"""The validated experiment config: schema, loading, overrides, migrations."""
+"""The validated experiment config: schema, loading, overrides, migrations, and the one
+registry of component types (each type's config class lives beside its implementation)."""
 
-from neat.config.base import ComponentConfig, StrictModel, known_types, register_config
-from neat.config.data import (
-    ByteTokenizerConfig,
-    CharTokenizerConfig,
-    DataConfig,
-    JsonlSourceConfig,
+from neat.config.base import (
+    ComponentConfig,
+    EvaluatorConfig,
+    ModelConfig,
+    OptimizerConfig,
+    PathStr,
     SourceConfig,
-    TextSourceConfig,
+    StrictModel,
 )
+from neat.config.data import DataConfig
 from neat.config.loader import apply_override, dump_config, load_config, validate_config
 from neat.config.migrations import CURRENT_VERSION, MIGRATIONS
+from neat.config.registry import build, known_types, register_component
 from neat.config.schema import (
-    AdamWConfig,
     CheckpointConfig,
     ExperimentConfig,
-    GPTConfig,
-    LossEvaluatorConfig,
     MonitoringConfig,
     TrainingConfig,
 )
@@ -24,25 +24,23 @@ from neat.config.schema import (
 __all__ = [
     "CURRENT_VERSION",
     "MIGRATIONS",
-    "AdamWConfig",
-    "ByteTokenizerConfig",
-    "CharTokenizerConfig",
     "CheckpointConfig",
     "ComponentConfig",
     "DataConfig",
+    "EvaluatorConfig",
     "ExperimentConfig",
-    "GPTConfig",
-    "JsonlSourceConfig",
-    "LossEvaluatorConfig",
+    "ModelConfig",
     "MonitoringConfig",
+    "OptimizerConfig",
+    "PathStr",
     "SourceConfig",
     "StrictModel",
-    "TextSourceConfig",
     "TrainingConfig",
     "apply_override",
+    "build",
     "dump_config",
     "known_types",
     "load_config",
-    "register_config",
+    "register_component",
     "validate_config",
 ]

@@ -1,18 +1,52 @@
-"""Base classes and the type registry behind every component section of the config."""
+"""Base classes of every config section, and the path type that resolves against the file."""
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SerializeAsAny, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors and validated configs never change."""
+    """Unknown keys are errors, numbers are finite and never booleans, and validated configs
+    never change. Every section inherits this, plugin sections included, so no field can
+    forget it: pydantic alone reads `max_steps: true` as 1 and `lr: .inf` as a rate."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_a_boolean_for_a_number(value, field.annotation):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+
+def _holds_a_boolean_for_a_number(value: Any, annotation: Any) -> bool:
+    """Whether `value` is (or, in a list, holds) a bool where `annotation` wants an int or a
+    float and no bool (`PositiveInt | None`, `list[PositiveInt]`, ...)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _holds_a_boolean_for_a_number(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if bool in args:
+            return False
+        return any(_holds_a_boolean_for_a_number(value, arg) for arg in args)
+    if origin is list and isinstance(value, list) and args:
+        return any(_holds_a_boolean_for_a_number(item, args[0]) for item in value)
+    return isinstance(value, bool) and annotation in (int, float)
 
 
 class ComponentConfig(StrictModel):
@@ -21,74 +55,27 @@ class ComponentConfig(StrictModel):
     type: str
 
 
-# section name -> type name -> config class. Code outside neat extends it through
-# `register_config` (or `neat.di.register_component`, which also registers the builder).
-_CONFIG_TYPES: dict[str, dict[str, type[ComponentConfig]]] = {}
-_DEFAULT_TYPES: dict[str, str] = {}
+class CommandLineStr(str):
+    """A string typed on the command line (`--set`): a relative path in it means the folder
+    the user typed it in, not the config file's. Validation turns it into a plain str."""
+
+    __slots__ = ()
 
 
-def register_config(
-    section: str, config_cls: type[ComponentConfig], *, default: bool = False
-) -> None:
-    """Make `section.type: <name>` validate with `config_cls` (name = its `type` default)."""
-    type_name = config_cls.model_fields["type"].default
-    if not isinstance(type_name, str):
-        raise TypeError(f"{config_cls.__name__}.type needs a string default naming the type")
-    _CONFIG_TYPES.setdefault(section, {})[type_name] = config_cls
-    if default or section not in _DEFAULT_TYPES:
-        _DEFAULT_TYPES[section] = type_name
-
-
-def known_types(section: str) -> list[str]:
-    return sorted(_CONFIG_TYPES.get(section, {}))
-
-
-def default_type(section: str) -> str | None:
-    return _DEFAULT_TYPES.get(section)
-
-
-def config_class(section: str, type_name: str) -> type[ComponentConfig] | None:
-    return _CONFIG_TYPES.get(section, {}).get(type_name)
-
-
-@dataclass(frozen=True)
-class Section:
-    """Marks a field as a component section; the loader uses it to suggest key names."""
-
-    name: str
-
-
-def _dispatch(section: str) -> Any:
-    def validate(value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, ComponentConfig):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping with a 'type' key, got {type(value).__name__}")
-        type_name = value.get("type", default_type(section))
-        cls = config_class(section, str(type_name))
-        if cls is None:
-            raise ValueError(
-                f"unknown {section} type {type_name!r}; "
-                f"known types: {', '.join(known_types(section))}"
-            )
-        return cls.model_validate(value, context=info.context)
-
-    return validate
-
-
-def component(section: str) -> Any:
-    """The annotation of a component field: dispatches on `type` through the registry."""
-    return Annotated[
-        SerializeAsAny[ComponentConfig], BeforeValidator(_dispatch(section)), Section(section)
-    ]
+# Messages that name an input's type ("expected a mapping, got str") describe what the user
+# typed: a string.
+CommandLineStr.__name__ = CommandLineStr.__qualname__ = "str"
 
 
 def _resolve_path(value: Any, info: ValidationInfo) -> Any:
-    """Relative paths resolve against the config file's folder (passed as validation context)."""
+    """Relative paths resolve against the config file's folder (passed as validation context),
+    those typed on the command line against the working directory."""
     if not isinstance(value, str | os.PathLike):
         return value
     text = os.path.expanduser(os.fspath(value))
-    base = (info.context or {}).get("base_dir")
+    base = (
+        os.getcwd() if isinstance(value, CommandLineStr) else (info.context or {}).get("base_dir")
+    )
     if base is not None and not os.path.isabs(text):
         text = os.path.join(os.fspath(base), text)
     return os.path.normpath(os.path.abspath(text)) if base is not None else text
@@ -96,3 +83,38 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Any:
 
 # A path (or glob pattern) kept as a string so glob characters survive.
 PathStr = Annotated[str, BeforeValidator(_resolve_path)]
+
+
+class ModelConfig(ComponentConfig):
+    """Fields the training loop reads from every model section, whatever its type."""
+
+    block_size: int = Field(default=64, gt=0, description="context length in tokens")
+    vocab_size: int | None = Field(default=None, gt=0, description="default: the tokenizer's")
+    init_from: PathStr | None = Field(
+        default=None, description="start from this run's or checkpoint's weights (fresh optimizer)"
+    )
+
+
+class SourceConfig(ComponentConfig):
+    """Fields every data source has. `weight` is its share of training batches in a mix."""
+
+    weight: float = Field(default=1.0, gt=0.0)
+
+
+class OptimizerConfig(ComponentConfig):
+    """Fields the training loop reads from every optimization section."""
+
+    grad_clip: float = Field(default=1.0, ge=0.0, description="max global grad norm; 0 disables")
+
+
+class EvaluatorConfig(ComponentConfig):
+    """Fields the training loop reads from every evaluation section."""
+
+    interval: int = Field(default=250, gt=0, description="steps between evaluations")
+
+
+@dataclass(frozen=True)
+class Section:
+    """Marks a field as a component section; the loader uses it to suggest key names."""
+
+    name: str

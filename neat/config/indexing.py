@@ -1,4 +1,5 @@
-"""The `indexing` section (the markdown document index) and the `markdown` data source."""
+"""The `indexing` section: where the markdown document index lives and how it reads, chunks
+and searches (the `markdown` data source itself lives in `neat.indexing.source`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,13 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from neat.config.base import ComponentConfig, PathStr, StrictModel, register_config
-from neat.config.data import SourceConfig
+from neat.config.base import ComponentConfig, PathStr, StrictModel
 
 __all__ = [
     "DEFAULT_INDEX_DB",
     "DEFAULT_SKIP_DIRS",
     "ChunkingConfig",
     "IndexingConfig",
-    "MarkdownSourceConfig",
     "SearchMode",
     "SentenceTransformerEmbedderConfig",
 ]
@@ -92,25 +91,3 @@ class IndexingConfig(StrictModel):
         "(measured: hybrid nDCG@10 0.730 vs bm25 0.673 vs dense 0.638 on the rust book)",
     )
     rrf_k: PositiveInt = Field(default=60, description="reciprocal rank fusion constant")
-
-
-class MarkdownSourceConfig(SourceConfig):
-    """Trains on markdown documents through the index (`neat.indexing.MarkdownDataSource`).
-
-    The source indexes `path` into `db` (the `indexing.db` when unset) before reading, so the
-    index and the training stream agree. `unit: file` gives one document per file (front matter
-    dropped); `unit: chunk` one per chunk, preceded by its heading path. With
-    `reindex_interval: N`, a running training re-indexes every N steps; changes enter the
-    training stream at the next epoch boundary.
-    """
-
-    type: Literal["markdown"] = "markdown"
-    path: PathStr | list[PathStr]
-    db: PathStr | None = Field(default=None, description="default: indexing.db")
-    unit: Literal["file", "chunk"] = "file"
-    reindex_interval: NonNegativeInt = Field(
-        default=0, description="re-index every N training steps (0: never)"
-    )
-
-
-register_config("source", MarkdownSourceConfig)

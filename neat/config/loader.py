@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from neat.config.base import ComponentConfig, Section, config_class, default_type
+from neat.config.base import CommandLineStr, ComponentConfig, Section
+from neat.config.data import DataConfig
+from neat.config.registry import config_class, default_type, known_types
 from neat.config.schema import ExperimentConfig
 from neat.errors import ConfigError
 
@@ -49,11 +52,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Parse a .yaml/.yml, .json or .toml file into a raw dict."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=_unique_json_keys(path))
         elif suffix == ".toml":
             raw = tomllib.loads(text)
         else:
@@ -67,22 +70,131 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return raw
 
 
+# Editors on Windows save "Unicode" as UTF-16 with a byte order mark: decoding it is what the
+# user meant. Any other undecodable file is binary or in a legacy encoding.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM is its prefix
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8, or UTF-16/32 with a byte order mark; anything else is refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text config file (byte {exc.start} is not valid {encoding}); "
+            "save it as UTF-8 YAML, JSON or TOML"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text config file (it holds NUL bytes); save it as UTF-8")
+    return text
+
+
+def _unique_json_keys(path: Path) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """An object hook that refuses repeated keys, as YAML and TOML do (json keeps the last)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ConfigError(f"{path}: duplicate key {key!r}; keep only one of them")
+            result[key] = value
+        return result
+
+    return build
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one `a.b.c=value`; the value is parsed as YAML (scalars, lists, `{...}` subtrees)."""
+    """Apply one `a.b.c=value`; the value is parsed as YAML (scalars, lists, `{...}` subtrees).
+
+    A number picks an item of a list (`data.sources.0.path=...`; the list's length appends).
+    Strings of the value are marked as typed on the command line, so that a relative path in
+    them means the working directory rather than the config file's folder.
+    """
     key, sep, value_text = assignment.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted KEY")
-    value = parse_yaml(value_text, f"--set {key}") if value_text.strip() else ""
-    node = raw
+    value = _typed_here(parse_yaml(value_text, f"--set {key}") if value_text.strip() else "")
     parts = key.split(".")
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+    node: dict[str, Any] | list[Any] = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            index = _list_index(key, ".".join(parts[:depth]), part, node)
+            if index == len(node):
+                node.append(value if last else {})
+            elif last:
+                node[index] = value
+            child = node[index]
+        else:
+            if last:
+                node[part] = value
+                return
+            if parts[:depth] == ["data"] and part == "sources" and "sources" not in node:
+                _expand_single_source(node)
+            if part not in node and parts[depth + 1].isdigit():
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"--set {key}: {prefix} is not in the config, so it has no item "
+                    f"{parts[depth + 1]}; set the whole list, e.g. --set '{prefix}=[...]'"
+                )
+            child = node.setdefault(part, {})
+        if last:
+            return
+        if not isinstance(child, dict | list):
             prefix = ".".join(parts[: depth + 1])
             raise ConfigError(f"--set {key}: {prefix} is a value, not a section")
         node = child
-    node[parts[-1]] = value
+
+
+def _list_index(key: str, where: str, part: str, items: list[Any]) -> int:
+    """`part` as an index into the list at `where`, or a ConfigError saying which exist."""
+    count = len(items)
+    existing = "0" if count == 1 else f"0 to {count - 1}"
+    choices = f"{existing}, or {count} to append one" if count else "0 to add the first"
+    if not part.isdigit():
+        raise ConfigError(
+            f"--set {key}: {where} is a list of {count} item{'s' if count != 1 else ''}; "
+            f"pick one by its index ({choices}), not {part!r}"
+        )
+    index = int(part)
+    if index > count:
+        raise ConfigError(
+            f"--set {key}: {where} has {count} item{'s' if count != 1 else ''}, "
+            f"so there is no item {index}; use {choices}"
+        )
+    return index
+
+
+def _expand_single_source(data: dict[str, Any]) -> None:
+    """Rewrite the `data: {type: text, path: ...}` shorthand as `sources: [{...}]` in place,
+    so that `--set data.sources.0.path=...` edits the one source the file describes."""
+    own = set(DataConfig.model_fields)
+    source = {k: data.pop(k) for k in [k for k in data if k not in own]}
+    if source:
+        data["sources"] = [source]
+
+
+def _typed_here(value: Any) -> Any:
+    """The parsed `--set` value with every string marked as typed on the command line."""
+    if isinstance(value, str):
+        return CommandLineStr(value)
+    if isinstance(value, list):
+        return [_typed_here(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _typed_here(v) for k, v in value.items()}
+    return value
 
 
 def load_config(
@@ -127,7 +239,14 @@ def format_validation_error(exc: ValidationError, data: Mapping[str, Any], sourc
     for err in errors:
         loc = [str(p) for p in err["loc"]]
         dotted = ".".join(loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and _is_shorthand_beside_sources(loc, data):
+            key = loc[1]
+            lines.append(
+                f"  {dotted}: data.{key} and data.sources cannot both be set: move {key} into "
+                f"a source (data.sources.0.{key}), or drop sources to describe one source "
+                "directly under data"
+            )
+        elif err["type"] == "extra_forbidden":
             advice = _suggest_key(loc, data)
             lines.append(f"  {dotted}: unknown key ({advice})")
         elif err["type"] == "missing":
@@ -137,6 +256,21 @@ def format_validation_error(exc: ValidationError, data: Mapping[str, Any], sourc
             got = f" (got {err['input']!r})" if not isinstance(err["input"], dict | list) else ""
             lines.append(f"  {dotted}: {msg}{got}")
     return "\n".join(lines)
+
+
+def _is_shorthand_beside_sources(loc: Sequence[str], data: Mapping[str, Any]) -> bool:
+    """`data.path` (a source's key, the one-source shorthand) next to `data.sources`."""
+    section = data.get("data")
+    if len(loc) != 2 or loc[0] != "data" or not isinstance(section, Mapping):
+        return False
+    if "sources" not in section:
+        return False
+    source_keys = {
+        name
+        for type_name in known_types("source")
+        for name in getattr(config_class("source", type_name), "model_fields", {})
+    }
+    return loc[1] in source_keys
 
 
 def _suggest_key(loc: Sequence[str], data: Mapping[str, Any]) -> str:

@@ -4,67 +4,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_serializer, field_validator, model_validator
 
-from neat.config.base import ComponentConfig, PathStr, StrictModel, component, register_config
+from neat.config.base import (
+    ComponentConfig,
+    EvaluatorConfig,
+    ModelConfig,
+    OptimizerConfig,
+    StrictModel,
+)
 from neat.config.data import DataConfig
 from neat.config.indexing import IndexingConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
+from neat.config.registry import component, default_config
 
-if TYPE_CHECKING:  # mypy sees the base class; at run time the registry dispatches on `type`
-    ModelSection: TypeAlias = ComponentConfig
-    OptimizationSection: TypeAlias = ComponentConfig
-    EvaluationSection: TypeAlias = ComponentConfig
+if TYPE_CHECKING:  # mypy sees the base classes; at run time the registry dispatches on `type`
+    ModelSection: TypeAlias = ModelConfig
+    OptimizationSection: TypeAlias = OptimizerConfig
+    EvaluationSection: TypeAlias = EvaluatorConfig
+    MonitorSection: TypeAlias = ComponentConfig
 else:
     ModelSection = component("model")
     OptimizationSection = component("optimization")
     EvaluationSection = component("evaluation")
-
-
-class GPTConfig(ComponentConfig):
-    """GPT-2 layout. The strategy fields name the block parts; later models add choices."""
-
-    type: Literal["gpt"] = "gpt"
-    n_layer: PositiveInt = 4
-    n_head: PositiveInt = 4
-    n_embd: PositiveInt = 128
-    block_size: PositiveInt = Field(default=64, description="context length in tokens")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    bias: bool = True
-    vocab_size: PositiveInt | None = Field(default=None, description="default: the tokenizer's")
-    pad_vocab_multiple: PositiveInt = Field(
-        default=1, description="pad the vocab for faster matmuls"
-    )
-    attention: Literal["mha"] = "mha"
-    mlp: Literal["gelu"] = "gelu"
-    norm: Literal["layernorm"] = "layernorm"
-    position: Literal["learned"] = "learned"
-    init_from: PathStr | None = Field(
-        default=None, description="start from this run's or checkpoint's weights (fresh optimizer)"
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> GPTConfig:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        return self
-
-
-class AdamWConfig(ComponentConfig):
-    """AdamW with a warmup + decay schedule, evaluated as a pure function of the step."""
-
-    type: Literal["adamw"] = "adamw"
-    lr: float = Field(default=6e-4, gt=0.0)
-    min_lr: float = Field(default=6e-5, ge=0.0)
-    warmup_steps: int = Field(default=100, ge=0)
-    decay_steps: PositiveInt | None = Field(default=None, description="default: training.max_steps")
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    weight_decay: float = Field(default=0.1, ge=0.0)
-    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
-    beta2: float = Field(default=0.95, ge=0.0, lt=1.0)
-    eps: float = Field(default=1e-8, gt=0.0)
-    grad_clip: float = Field(default=1.0, ge=0.0, description="max global grad norm; 0 disables")
-    fused: bool | None = Field(default=None, description="default: fused on CUDA")
+    MonitorSection = component("monitor")
 
 
 class TrainingConfig(StrictModel):
@@ -73,7 +36,9 @@ class TrainingConfig(StrictModel):
         default=12, description="rows per micro-step in all; torchrun's processes split them"
     )
     grad_accum_steps: PositiveInt = 1
-    seed: int = 1337
+    seed: int = Field(
+        default=1337, ge=0, lt=2**63, description="fixes init, data order and dropout"
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     distributed: Literal["auto", "ddp", "fsdp", "none"] = Field(
@@ -94,19 +59,34 @@ class TrainingConfig(StrictModel):
     )
 
 
-class LossEvaluatorConfig(ComponentConfig):
-    """Validation loss, perplexity and bits per byte over a fixed set of batches."""
-
-    type: Literal["lm"] = "lm"
-    interval: PositiveInt = 250
-    batches: PositiveInt = Field(default=20, description="validation batches per evaluation")
-    batch_size: PositiveInt | None = Field(default=None, description="default: training.batch_size")
-
-
 class MonitoringConfig(StrictModel):
+    """`monitors` names the subscribers of the event bus: a name (`console`) or a section
+    (`{type: console, ...}`) when a monitor has options."""
+
     log_interval: PositiveInt = 10
-    monitors: list[str] = Field(default_factory=lambda: ["console", "structlog", "metrics"])
+    monitors: list[MonitorSection] = Field(
+        default_factory=lambda: ["console", "structlog", "metrics"], validate_default=True
+    )
     progress: Literal["auto", "rich", "plain"] = "auto"
+
+    @field_validator("monitors", mode="before")
+    @classmethod
+    def _names_are_sections(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        sections = [{"type": item} if isinstance(item, str) else item for item in value]
+        names = [
+            s.get("type") if isinstance(s, dict) else getattr(s, "type", None) for s in sections
+        ]
+        repeated = sorted({str(n) for n in names if names.count(n) > 1})
+        if repeated:  # two console monitors would fight over one live display
+            raise ValueError(f"monitor {repeated[0]!r} is listed twice")
+        return sections
+
+    @field_serializer("monitors")
+    def _plain_names(self, monitors: list[ComponentConfig]) -> list[Any]:
+        """A monitor without options is written back as its bare name."""
+        return [m.type if m.model_fields_set <= {"type"} else m.model_dump() for m in monitors]
 
 
 class CheckpointConfig(StrictModel):
@@ -118,11 +98,13 @@ class CheckpointConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     version: int = CURRENT_VERSION
     name: str = "neat"
-    model: ModelSection = Field(default_factory=GPTConfig)
+    model: ModelSection = Field(default_factory=lambda: default_config("model"))
     data: DataConfig
-    optimization: OptimizationSection = Field(default_factory=AdamWConfig)
+    optimization: OptimizationSection = Field(
+        default_factory=lambda: default_config("optimization")
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    evaluation: EvaluationSection = Field(default_factory=LossEvaluatorConfig)
+    evaluation: EvaluationSection = Field(default_factory=lambda: default_config("evaluation"))
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
@@ -134,16 +116,3 @@ class ExperimentConfig(StrictModel):
             return raw
         # validated even when absent, so its relative paths resolve against the config's folder
         return {"indexing": {}, **migrate(raw)}
-
-
-_BUILTIN: list[tuple[str, type[ComponentConfig]]] = [
-    ("model", GPTConfig),
-    ("optimization", AdamWConfig),
-    ("evaluation", LossEvaluatorConfig),
-]
-for _section, _cls in _BUILTIN:
-    register_config(_section, _cls)
-# Registering modules: importing them adds their config types to the registry.
-import neat.config.blt  # noqa: E402  (the blt model)
-import neat.config.synthetic  # noqa: E402  (synthetic_math, exact_match)
-import neat.config.tokenizers  # noqa: E402, F401  (bpe and hf tokenizers)

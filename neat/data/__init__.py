@@ -23,7 +23,6 @@ from neat.data.prepare import (
 from neat.data.sources import JsonlSource, MixtureSource, ReadReport, TextFileSource
 from neat.data.synthetic_math import MathProblem, SyntheticMathSource, problems
 from neat.data.tokenizers import (
-    TOKENIZERS,
     ByteTokenizer,
     CharTokenizer,
     bpe_cache_path,
@@ -51,7 +50,6 @@ __all__ = [
     "CACHE_FORMAT_VERSION",
     "DEFAULT_SHARD_TOKENS",
     "IGNORE_INDEX",
-    "TOKENIZERS",
     "BatchSampler",
     "ByteTokenizer",
     "CharTokenizer",

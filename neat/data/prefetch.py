@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Protocol
+from typing import Any
 
-from neat.interfaces import Batch
+from neat.interfaces import Batch, IBatchSource
 
 __all__ = ["PrefetchingBatches"]
-
-
-class _Sampler(Protocol):
-    def next_batch(self) -> Batch: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class _Stop:
@@ -32,7 +24,7 @@ class PrefetchingBatches:
     """Wraps a sampler: a daemon thread keeps `depth` batches ready (with the sampler's
     position after each), started on the first `next_batch`."""
 
-    def __init__(self, inner: _Sampler, depth: int = 2) -> None:
+    def __init__(self, inner: IBatchSource, depth: int = 2) -> None:
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.inner = inner

@@ -12,12 +12,16 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
+from pydantic import Field
 
+from neat.config import DataConfig, PathStr, SourceConfig, build, register_component
+from neat.config.indexing import IndexingConfig
 from neat.errors import DataError
-from neat.interfaces import Document
+from neat.interfaces import Document, IDataSource
+from neat.interfaces.contexts import SourceContext
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +107,36 @@ class ReadReport:
                 f"{len(self.bad_lines)} malformed line(s) skipped: " + ", ".join(self.bad_lines[:5])
             )
         return "; ".join(parts) or "no files or lines skipped"
+
+
+class FileSourceConfig(SourceConfig):
+    """Sources that read files: a file, a folder (recursively) or a glob, filtered by name."""
+
+    path: PathStr | list[PathStr]
+    include: list[str] = Field(default_factory=list, description="glob patterns to keep")
+    exclude: list[str] = Field(default_factory=list, description="glob patterns to drop")
+    on_decode_error: Literal["skip", "replace", "fail"] = Field(
+        default="skip", description="a file that is binary or not UTF-8: skip, decode, or stop"
+    )
+
+
+class TextSourceConfig(FileSourceConfig):
+    """Plain text, one document per file."""
+
+    type: Literal["text"] = "text"
+
+
+class JsonlSourceConfig(FileSourceConfig):
+    """JSON lines, one document per line: a text field, prompt/response, or chat messages."""
+
+    type: Literal["jsonl"] = "jsonl"
+    text_field: str = "text"
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    messages_field: str = "messages"
+    on_bad_line: Literal["skip", "fail"] = Field(
+        default="skip", description="a malformed line: skip it (counted) or stop"
+    )
 
 
 class TextFileSource:
@@ -501,3 +535,46 @@ class MixtureSource:
         return "; ".join(
             f"{source.describe()} (weight {weight:g})" for source, weight in self.parts
         )
+
+
+def _paths(path: str | list[str]) -> list[str]:
+    return [path] if isinstance(path, str) else list(path)
+
+
+def build_text_source(cfg: TextSourceConfig, ctx: SourceContext) -> TextFileSource:
+    return TextFileSource(
+        _paths(cfg.path),
+        include=cfg.include,
+        exclude=cfg.exclude,
+        on_decode_error=cfg.on_decode_error,
+    )
+
+
+def build_jsonl_source(cfg: JsonlSourceConfig, ctx: SourceContext) -> JsonlSource:
+    return JsonlSource(
+        _paths(cfg.path),
+        text_field=cfg.text_field,
+        prompt_field=cfg.prompt_field,
+        response_field=cfg.response_field,
+        messages_field=cfg.messages_field,
+        format=ctx.format,
+        on_bad_line=cfg.on_bad_line,
+        include=cfg.include,
+        exclude=cfg.exclude,
+        on_decode_error=cfg.on_decode_error,
+    )
+
+
+def build_data_source(data: DataConfig, indexing: IndexingConfig) -> IDataSource:
+    """The `data` section's source: its one source, or a weighted mixture of several."""
+    ctx = SourceContext(format=data.format, indexing=indexing)
+    parts: list[tuple[IDataSource, float]] = [
+        (build("source", cfg, ctx), cfg.weight) for cfg in data.sources
+    ]
+    if len(parts) == 1:
+        return parts[0][0]
+    return MixtureSource(parts)
+
+
+register_component("source", TextSourceConfig, build_text_source)
+register_component("source", JsonlSourceConfig, build_jsonl_source)

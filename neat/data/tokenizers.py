@@ -1,4 +1,4 @@
-"""Tokenizers (char, byte, BPE, any HF tokenizer.json), their files, and the config builders."""
+"""Tokenizers (char, byte, BPE, any HF tokenizer.json): configs, builders and their files."""
 
 from __future__ import annotations
 
@@ -6,21 +6,88 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import structlog
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from neat.config.base import ComponentConfig
-from neat.config.tokenizers import BPETokenizerConfig, HFTokenizerConfig
+from neat.config import ComponentConfig, PathStr, build, register_component
 from neat.data.bpe import HFTokenizer, train_bpe
 from neat.errors import CheckpointError, ConfigError, DataError
 from neat.interfaces import IDataSource, ITokenizer
+from neat.interfaces.contexts import TokenizerContext
 
 log = structlog.get_logger(__name__)
+
+
+class CharTokenizerConfig(ComponentConfig):
+    """One token per character seen in the corpus (vocab saved with the run)."""
+
+    type: Literal["char"] = "char"
+
+
+class ByteTokenizerConfig(ComponentConfig):
+    """One token per UTF-8 byte plus an end-of-text token."""
+
+    type: Literal["byte"] = "byte"
+
+
+# Byte-level BPE starts from one token per byte; merges and special tokens come on top.
+BYTE_ALPHABET_SIZE = 256
+
+
+class BPETokenizerConfig(ComponentConfig):
+    """Byte-level BPE trained on the corpus (on first use, then cached), or loaded from `path`."""
+
+    type: Literal["bpe"] = "bpe"
+    vocab_size: int = Field(
+        default=4096,
+        ge=BYTE_ALPHABET_SIZE + 1,
+        description="256 byte tokens + merges + special tokens",
+    )
+    special_tokens: list[str] = Field(
+        default_factory=lambda: ["<|endoftext|>"],
+        description="added before the merges; <|endoftext|> separates documents",
+    )
+    min_frequency: int = Field(default=2, ge=1, description="a pair merges only this often")
+    path: PathStr | None = Field(
+        default=None, description="a trained tokenizer.json to use instead of training"
+    )
+
+    @field_validator("special_tokens")
+    @classmethod
+    def _specials_are_distinct(cls, value: list[str]) -> list[str]:
+        if any(not token for token in value):
+            raise ValueError("special tokens must be non-empty strings")
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"special tokens are listed twice: {duplicates}")
+        return value
+
+    @model_validator(mode="after")
+    def _vocab_holds_bytes_and_specials(self) -> BPETokenizerConfig:
+        needed = BYTE_ALPHABET_SIZE + len(self.special_tokens)
+        if self.vocab_size < needed:
+            raise ValueError(
+                f"vocab_size ({self.vocab_size}) must be at least {needed}: "
+                f"{BYTE_ALPHABET_SIZE} byte tokens + {len(self.special_tokens)} special tokens"
+            )
+        return self
+
+
+class HFTokenizerConfig(ComponentConfig):
+    """Any Hugging Face `tokenizer.json` (GPT-2's, Llama's, ...) loaded by path."""
+
+    type: Literal["hf"] = "hf"
+    path: PathStr = Field(description="the tokenizer.json file")
+    eot_token: str | None = Field(
+        default=None,
+        description="end-of-text token; default: the first of <|endoftext|>, </s>, "
+        "<|end_of_text|>, <eos> in the vocabulary",
+    )
 
 
 def _canonical(spec: dict[str, Any]) -> str:
@@ -227,10 +294,11 @@ def _fit_char(source: IDataSource, path: Path) -> CharTokenizer:
     return tokenizer
 
 
-def _build_char(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+def build_char(cfg: CharTokenizerConfig, ctx: TokenizerContext) -> CharTokenizer:
     # The vocab depends only on the corpus, so cache it by the corpus fingerprint: a second
     # run skips a full pass over the text.
-    path = _char_cache_path(source, cache_dir)
+    source = ctx.source
+    path = _char_cache_path(source, ctx.cache_dir)
     cached = _load_cached(path, CharTokenizer)
     if cached is not None:
         return cached
@@ -339,46 +407,23 @@ def _train_bpe(cfg: BPETokenizerConfig, source: IDataSource, path: Path) -> HFTo
 _TRAIN_HINT = " (create it with `neat data tokenizer train -c CONFIG`, or remove the key to train)"
 
 
-def _build_bpe(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+def build_bpe(cfg: BPETokenizerConfig, ctx: TokenizerContext) -> HFTokenizer:
     """A trained BPE: `path` if set, else the cached one for this corpus, else train now."""
-    bpe = _typed(cfg, BPETokenizerConfig)
-    if bpe.path is not None:
-        return _load_hf_file(Path(bpe.path), None, _TRAIN_HINT)
-    path = bpe_cache_path(bpe, source, cache_dir)
+    if cfg.path is not None:
+        return _load_hf_file(Path(cfg.path), None, _TRAIN_HINT)
+    path = bpe_cache_path(cfg, ctx.source, ctx.cache_dir)
     cached = _load_cached(path, HFTokenizer)
     if cached is not None:
         return cached
-    return _train_bpe(bpe, source, path)
+    return _train_bpe(cfg, ctx.source, path)
 
 
-def _build_hf(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
-    hf = _typed(cfg, HFTokenizerConfig)
-    return _load_hf_file(Path(hf.path), hf.eot_token, "")
+def build_hf(cfg: HFTokenizerConfig, ctx: TokenizerContext) -> HFTokenizer:
+    return _load_hf_file(Path(cfg.path), cfg.eot_token, "")
 
 
-def _build_byte(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+def build_byte(cfg: ByteTokenizerConfig, ctx: TokenizerContext) -> ByteTokenizer:
     return ByteTokenizer()
-
-
-TokenizerBuilder = Callable[[ComponentConfig, IDataSource, Path], ITokenizer]
-
-# `data.tokenizer.type` -> builder. Extend it to add a tokenizer type.
-TOKENIZERS: dict[str, TokenizerBuilder] = {
-    "char": _build_char,
-    "byte": _build_byte,
-    "bpe": _build_bpe,
-    "hf": _build_hf,
-}
-
-
-def build_tokenizer(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
-    """The tokenizer `cfg` names, fitted on `source` when the type needs fitting."""
-    builder = TOKENIZERS.get(cfg.type)
-    if builder is None:
-        raise ValueError(
-            f"unknown tokenizer type {cfg.type!r}; known: {', '.join(sorted(TOKENIZERS))}"
-        )
-    return builder(cfg, source, cache_dir)
 
 
 def train_tokenizer(
@@ -430,3 +475,15 @@ def train_tokenizer(
         tokenizer.save(output)
         return tokenizer, output
     return tokenizer, home
+
+
+def build_tokenizer(cfg: ComponentConfig, source: IDataSource, cache_dir: Path) -> ITokenizer:
+    """The tokenizer `cfg` names, fitted on `source` when its type needs fitting."""
+    tokenizer: ITokenizer = build("tokenizer", cfg, TokenizerContext(source, Path(cache_dir)))
+    return tokenizer
+
+
+register_component("tokenizer", CharTokenizerConfig, build_char)
+register_component("tokenizer", ByteTokenizerConfig, build_byte)
+register_component("tokenizer", BPETokenizerConfig, build_bpe)
+register_component("tokenizer", HFTokenizerConfig, build_hf)

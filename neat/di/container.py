@@ -1,7 +1,8 @@
-"""The wiring diagram: which component feeds which. The one place that names concrete classes
-is `builders.py`; this file only says how they connect.
+"""The wiring diagram: which config section and which part feed each component.
 
-Override any provider to swap a part, e.g. a model of your own:
+Every provider names its inputs by keyword, so the diagram reads top to bottom. Which class
+fills a role is decided by the component registry (`neat.config.registry`) from the
+section's `type`; override any provider to swap a part, e.g. a model of your own:
 
     container = build_container(config)
     with container.model.override(providers.Object(MyModel())):
@@ -16,83 +17,136 @@ from dependency_injector import containers, providers
 from rich.console import Console
 
 from neat.config.schema import ExperimentConfig
-from neat.di import builders, registry
+from neat.di import factories as f
 from neat.monitoring import EventBus
-from neat.monitoring.registry import check_monitor_names
 from neat.optimization.precision import resolve_precision
-from neat.training.distributed import broadcast_object, torchrun_env
 from neat.training.run_dir import new_run_dir
-from neat.training.trainer import Schedule, Trainer
+from neat.training.trainer import RunFiles, Schedule, StepOptions, Trainer
 
 
 class ServiceContainer(containers.DeclarativeContainer):
     config = providers.Dependency(instance_of=ExperimentConfig)
-    run_dir = providers.Dependency(instance_of=Path)
-    resume_from: providers.Provider[Path | None] = providers.Object(None)
+    model_cfg = config.provided.model
+    data_cfg = config.provided.data
+    training_cfg = config.provided.training
+    monitoring_cfg = config.provided.monitoring
+
+    requested_run_dir = providers.Dependency(instance_of=Path)
+    requested_resume: providers.Provider[Path | None] = providers.Object(None)
     console = providers.Singleton(Console, stderr=True)
 
-    dist = providers.Singleton(builders.make_dist, config)
-    device = providers.Singleton(builders.make_device, dist)
-    precision = providers.Singleton(resolve_precision, config.provided.training.precision, device)
+    # where it runs; under torchrun every rank takes rank 0's run directory and resume point
+    dist = providers.Singleton(f.make_dist, training=training_cfg)
+    device = providers.Singleton(f.make_device, dist=dist)
+    precision = providers.Singleton(resolve_precision, training_cfg.precision, device=device)
+    run_dir = providers.Singleton(f.agreed, requested_run_dir, dist=dist)
+    resume_from = providers.Singleton(f.agreed, requested_resume, dist=dist)
 
-    data_source = providers.Singleton(builders.make_data_source, config)
-    tokenizer = providers.Singleton(builders.make_tokenizer, config, data_source, dist)
-    token_data = providers.Singleton(builders.make_token_data, config, data_source, tokenizer, dist)
+    # data
+    cache_dir = providers.Callable(f.cache_dir_of, data=data_cfg)
+    data_source = providers.Singleton(
+        f.make_data_source, data=data_cfg, indexing=config.provided.indexing
+    )
+    tokenizer = providers.Singleton(f.make_tokenizer, data=data_cfg, source=data_source, dist=dist)
+    token_data = providers.Singleton(
+        f.make_token_data, data=data_cfg, source=data_source, tokenizer=tokenizer, dist=dist
+    )
     train_batches = providers.Singleton(
-        builders.make_train_batches, config, token_data, device, data_source, tokenizer, dist
+        f.make_train_batches,
+        training=training_cfg,
+        model=model_cfg,
+        data=data_cfg,
+        token_data=token_data,
+        source=data_source,
+        tokenizer=tokenizer,
+        device=device,
+        dist=dist,
     )
 
-    model = providers.Singleton(builders.make_model, config, tokenizer)
-    parallel_model = providers.Singleton(builders.make_parallel_model, config, model, dist, device)
+    # model and optimizer
+    model = providers.Singleton(
+        f.make_model, model=model_cfg, training=training_cfg, tokenizer=tokenizer
+    )
+    parallel_model = providers.Singleton(
+        f.make_parallel_model, training=training_cfg, model=model, dist=dist, device=device
+    )
     optimizer_factory = providers.Singleton(
-        registry.build, "optimization", config.provided.optimization, config.provided.training
+        f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg
     )
     optimizer = providers.Singleton(
-        builders.make_optimizer, optimizer_factory, parallel_model, device
+        f.make_optimizer, factory=optimizer_factory, model=parallel_model, device=device
     )
-    evaluator = providers.Singleton(
-        builders.make_evaluator, config, token_data, device, precision, dist
-    )
-    checkpointer = providers.Singleton(builders.make_checkpointer, config, run_dir, dist)
 
+    # evaluation, checkpoints, monitoring
+    evaluator = providers.Singleton(
+        f.make_evaluator,
+        evaluation=config.provided.evaluation,
+        model=model_cfg,
+        training=training_cfg,
+        token_data=token_data,
+        device=device,
+        precision=precision,
+        dist=dist,
+    )
+    checkpointer = providers.Singleton(
+        f.make_checkpointer, config=config, run_dir=run_dir, dist=dist
+    )
     event_bus = providers.Singleton(EventBus)
     monitors = providers.Factory(
-        builders.make_monitors, config, run_dir, console, data_source, dist
+        f.make_monitors,
+        monitoring=monitoring_cfg,
+        run_dir=run_dir,
+        console=console,
+        source=data_source,
+        dist=dist,
     )
 
+    # the loop
     schedule = providers.Singleton(
         Schedule,
-        max_steps=config.provided.training.max_steps,
-        grad_accum_steps=config.provided.training.grad_accum_steps,
-        log_interval=config.provided.monitoring.log_interval,
+        max_steps=training_cfg.max_steps,
+        grad_accum_steps=training_cfg.grad_accum_steps,
+        log_interval=monitoring_cfg.log_interval,
         eval_interval=config.provided.evaluation.interval,
         checkpoint_interval=config.provided.checkpoint.interval,
         save_final=config.provided.checkpoint.save_final,
     )
+    step_options = providers.Singleton(
+        StepOptions,
+        tokens_per_step=providers.Callable(
+            f.tokens_per_step, training=training_cfg, model=model_cfg
+        ),
+        seq_len=model_cfg.block_size,
+        precision=precision,
+        grad_clip=config.provided.optimization.grad_clip,
+        compile=training_cfg.compile,
+        compile_mode=training_cfg.compile_mode,
+        seed=training_cfg.seed,
+    )
+    run_files = providers.Singleton(
+        RunFiles,
+        run_dir=run_dir,
+        write_run_files=providers.Callable(
+            f.run_files_writer, config=config, tokenizer=tokenizer, dist=dist
+        ),
+        make_monitors=monitors.provider,
+        resume_from=resume_from,
+        config=providers.Callable(f.config_dict, config),
+    )
     trainer = providers.Singleton(
         Trainer,
         model=model,
+        parallel_model=parallel_model,
         optimizer=optimizer,
-        optimizer_factory=optimizer_factory,
-        train_batches=train_batches,
+        lr_at=providers.Callable(f.lr_schedule, optimizer_factory),
+        batches=train_batches,
         evaluator=evaluator,
         checkpointer=checkpointer,
         bus=event_bus,
         schedule=schedule,
+        options=step_options,
+        run=run_files,
         device=device,
-        precision=precision,
-        seed=config.provided.training.seed,
-        tokens_per_step=providers.Callable(builders.tokens_per_step, config),
-        seq_len=providers.Callable(builders.block_size_of, config),
-        run_dir=run_dir,
-        prepare_run_dir=providers.Callable(builders.run_dir_writer, config, tokenizer, dist),
-        make_monitors=monitors.provider,
-        resume_from=resume_from,
-        compile_model=config.provided.training.compile,
-        compile_mode=config.provided.training.compile_mode,
-        grad_clip=providers.Callable(builders.grad_clip_of, config),
-        config_dict=providers.Callable(builders.config_dict, config),
-        parallel_model=parallel_model,
         dist=dist,
     )
 
@@ -105,26 +159,13 @@ def build_container(
     console: Console | None = None,
 ) -> ServiceContainer:
     """The composition root for library users and the CLI alike."""
-    check_monitor_names(config.monitoring.monitors)
     container = ServiceContainer(
-        config=config, run_dir=Path(run_dir) if run_dir else new_run_dir(config.name)
+        config=config,
+        requested_run_dir=Path(run_dir) if run_dir else new_run_dir(config.name),
     )
     if resume_from is not None:
-        container.resume_from.override(providers.Object(Path(resume_from)))
+        container.requested_resume.override(providers.Object(Path(resume_from)))
     if console is not None:
         container.console.override(providers.Object(console))
     container.check_dependencies()
-    if torchrun_env() is not None:
-        _agree_on_run(container)
     return container
-
-
-def _agree_on_run(container: ServiceContainer) -> None:
-    """Under torchrun every rank resolved its own run directory and resume point (a new
-    run's name has a timestamp); all take rank 0's, so they write and read one run."""
-    info = container.dist()
-    if not info.active:
-        return
-    run_dir, resume_from = broadcast_object((container.run_dir(), container.resume_from()), info)
-    container.run_dir.override(providers.Object(run_dir))
-    container.resume_from.override(providers.Object(resume_from))

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import nn
 
+from neat.config import EvaluatorConfig, register_component
+from neat.data.sampler import eval_batches
 from neat.interfaces import Batch
+from neat.interfaces.contexts import EvaluatorContext
 from neat.models.gpt import IGNORE_INDEX
 from neat.optimization.precision import autocast
+
+
+class LossEvaluatorConfig(EvaluatorConfig):
+    """Validation loss, perplexity and bits per byte over a fixed set of batches."""
+
+    type: Literal["lm"] = "lm"
+    batches: PositiveInt = Field(default=20, description="validation batches per evaluation")
+    batch_size: PositiveInt | None = Field(default=None, description="default: training.batch_size")
 
 
 def bits_per_byte(total_nats: float, total_bytes: int) -> float:
@@ -74,3 +87,14 @@ class LossEvaluator:
         if patches:
             metrics["mean_patch_size"] = positions / patches
         return metrics
+
+
+def build_loss_evaluator(cfg: LossEvaluatorConfig, ctx: EvaluatorContext) -> LossEvaluator:
+    """Fixed batches from every part's val split."""
+    batches = eval_batches(
+        ctx.token_data.val_splits(), cfg.batch_size or ctx.batch_size, ctx.block_size, cfg.batches
+    )
+    return LossEvaluator(batches, ctx.token_data.tokenizer.token_bytes(), ctx.device, ctx.precision)
+
+
+register_component("evaluation", LossEvaluatorConfig, build_loss_evaluator)

@@ -6,18 +6,57 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 from torch import nn
 
-from neat.data.synthetic_math import MathProblem
-from neat.errors import NeatError
+from neat.config import EvaluatorConfig, register_component
+from neat.data.synthetic_math import MathProblem, SyntheticMathSourceConfig, labelled_problems
+from neat.data.synthetic_math.spec import CONTEXT_KEY
+from neat.errors import ConfigError, NeatError
 from neat.interfaces import ITokenizer
+from neat.interfaces.contexts import EvaluatorContext
 from neat.optimization.precision import autocast
 
 log = structlog.get_logger(__name__)
+
+
+class ExactMatchEvaluatorConfig(EvaluatorConfig):
+    """Greedy answers to held-out synthetic math problems, scored by exact match.
+
+    Reports `acc`, `acc_id`, `acc_heldout`, `acc_ood`, the same per level (`acc_id_L1`, ...),
+    `val_loss` (mean loss on the in-distribution answers' tokens, for best-checkpoint tracking)
+    and `ood_loss`.
+    """
+
+    type: Literal["exact_match"] = "exact_match"
+    num_problems: PositiveInt = Field(
+        default=200, description="problems per test split (id, heldout and ood each)"
+    )
+    max_new_tokens: PositiveInt | None = Field(
+        default=None, description="default: the longest answer's tokens + 1 (the newline)"
+    )
+    batch_size: PositiveInt = Field(default=128, description="problems generated at once")
+    source: SyntheticMathSourceConfig | None = Field(
+        default=None, description="default: the first synthetic_math source in data.sources"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
+        """Fill `source` with the config's own synthetic_math source (validated before us, as
+        `data` comes before `evaluation`), so the saved config names it in full."""
+        if not isinstance(raw, dict) or raw.get("source") is not None:
+            return raw
+        noted = info.context.get(CONTEXT_KEY) if isinstance(info.context, dict) else None
+        if noted:
+            return {**raw, "source": noted[0]}
+        return raw
+
 
 IGNORE = -100
 
@@ -226,3 +265,28 @@ class ExactMatchEvaluator:
                     for item, out in zip(chunk, outputs, strict=True)
                 ]
         return scored
+
+
+def build_exact_match_evaluator(
+    cfg: ExactMatchEvaluatorConfig, ctx: EvaluatorContext
+) -> ExactMatchEvaluator:
+    """Generation batches are `cfg.batch_size` (the training batch size plays no part)."""
+    if cfg.source is None:
+        raise ConfigError(
+            "evaluation.type exact_match needs synthetic math problems: add a source of type "
+            "synthetic_math to data.sources, or set evaluation.source"
+        )
+    labelled = labelled_problems(cfg.source, "test", cfg.num_problems)
+    return ExactMatchEvaluator(
+        [problem for problem, _ in labelled],
+        ctx.token_data.tokenizer,
+        ctx.device,
+        block_size=ctx.block_size,
+        precision=ctx.precision,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        operations=[operation for _, operation in labelled],
+    )
+
+
+register_component("evaluation", ExactMatchEvaluatorConfig, build_exact_match_evaluator)

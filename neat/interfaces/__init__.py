@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "Document",
+    "IBatchSource",
     "ICheckpointer",
     "IDataSource",
     "IDocumentIndexer",
@@ -43,6 +44,18 @@ class IDataSource(Protocol):
     def fingerprint(self) -> str: ...
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class IBatchSource(Protocol):
+    """Batches in a resumable order: `state_dict` is the position, `load_state_dict` goes
+    back to it (a sampler, a prefetching or refreshing wrapper, random benchmark data)."""
+
+    def next_batch(self) -> Batch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @runtime_checkable

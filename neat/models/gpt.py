@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from neat.config.schema import GPTConfig
+from neat.config import ModelConfig, register_component
+from neat.interfaces.contexts import ModelContext
 from neat.models.blocks import ATTENTION, MLPS, NORMS, POSITIONS, Block, gpt2_init
 
 IGNORE_INDEX = -100
+
+
+class GPTConfig(ModelConfig):
+    """GPT-2 layout. The strategy fields name the block parts; later models add choices."""
+
+    type: Literal["gpt"] = "gpt"
+    n_layer: PositiveInt = 4
+    n_head: PositiveInt = 4
+    n_embd: PositiveInt = 128
+    block_size: PositiveInt = Field(default=64, description="context length in tokens")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    bias: bool = True
+    pad_vocab_multiple: PositiveInt = Field(
+        default=1, description="pad the vocab for faster matmuls"
+    )
+    attention: Literal["mha"] = "mha"
+    mlp: Literal["gelu"] = "gelu"
+    norm: Literal["layernorm"] = "layernorm"
+    position: Literal["learned"] = "learned"
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> GPTConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
 
 
 class GPT(nn.Module):
@@ -85,3 +114,10 @@ class GPT(nn.Module):
         cfg = self.cfg
         head_dim = cfg.n_embd // cfg.n_head
         return 6.0 * self.num_params() + 12.0 * cfg.n_layer * cfg.n_head * head_dim * seq_len
+
+
+def build_gpt(cfg: GPTConfig, ctx: ModelContext) -> GPT:
+    return GPT(cfg, ctx.vocab_size)
+
+
+register_component("model", GPTConfig, build_gpt)

@@ -1,7 +1,8 @@
 """Everything that watches a run: the event bus, its events, and the subscribers to it.
 
 The trainer only publishes events; what happens with them (progress bars, log lines,
-`metrics.jsonl`) is chosen by `monitoring.monitors` and built by `build_monitors`.
+`metrics.jsonl`) is chosen by `monitoring.monitors`: each name is a `monitor` type of the component
+registry (`neat.register_component("monitor", ...)` adds one).
 """
 
 from neat.monitoring.bus import EventBus
@@ -16,32 +17,20 @@ from neat.monitoring.events import (
 )
 from neat.monitoring.logs import add_json_log_file, configure_logging
 from neat.monitoring.metrics_file import MetricsFileMonitor, read_metrics
-from neat.monitoring.registry import (
-    MONITORS,
-    MonitorContext,
-    MonitorFactory,
-    build_monitors,
-    register_monitor,
-)
 from neat.monitoring.structlog_monitor import StructlogMonitor
 
 __all__ = [
-    "MONITORS",
     "CheckpointSaved",
     "ConsoleMonitor",
     "EvalCompleted",
     "EventBus",
     "MetricsFileMonitor",
-    "MonitorContext",
-    "MonitorFactory",
     "RunFinished",
     "RunStarted",
     "StepCompleted",
     "StructlogMonitor",
     "TrainMetrics",
     "add_json_log_file",
-    "build_monitors",
     "configure_logging",
     "read_metrics",
-    "register_monitor",
 ]

@@ -5,6 +5,8 @@ Plain lines suit CI logs and pipes, where a redrawn bar turns into noise.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,7 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from neat.config import ComponentConfig, register_component
 from neat.errors import ConfigError
+from neat.interfaces.contexts import MonitorContext
 from neat.monitoring.events import (
     CheckpointSaved,
     EvalCompleted,
@@ -209,3 +213,16 @@ def _metric(name: str, value: float) -> str:
     if name.endswith("bpb"):
         return f"{value:.3f}"
     return f"{value:.4g}"
+
+
+class ConsoleMonitorConfig(ComponentConfig):
+    """Progress with ETA, evaluations and checkpoints on the terminal."""
+
+    type: Literal["console"] = "console"
+
+
+def build_console_monitor(cfg: ConsoleMonitorConfig, ctx: MonitorContext) -> ConsoleMonitor:
+    return ConsoleMonitor(ctx.console, ctx.progress_mode)
+
+
+register_component("monitor", ConsoleMonitorConfig, build_console_monitor)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
+from neat.config import ComponentConfig, register_component
+from neat.interfaces.contexts import MonitorContext
 from neat.monitoring.events import (
     CheckpointSaved,
     EvalCompleted,
@@ -76,3 +79,16 @@ class StructlogMonitor:
         if self._detach is not None:
             self._detach()
             self._detach = None
+
+
+class StructlogMonitorConfig(ComponentConfig):
+    """Structured JSON log lines in `<run>/log.jsonl`."""
+
+    type: Literal["structlog"] = "structlog"
+
+
+def build_structlog_monitor(cfg: StructlogMonitorConfig, ctx: MonitorContext) -> StructlogMonitor:
+    return StructlogMonitor(ctx.run_dir / "log.jsonl")
+
+
+register_component("monitor", StructlogMonitorConfig, build_structlog_monitor)

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
-from neat.config.schema import AdamWConfig
+from neat.config import OptimizerConfig, register_component
+from neat.interfaces.contexts import OptimizerContext
 from neat.optimization.schedules import lr_at
+
+
+class AdamWConfig(OptimizerConfig):
+    """AdamW with a warmup + decay schedule, evaluated as a pure function of the step."""
+
+    type: Literal["adamw"] = "adamw"
+    lr: float = Field(default=6e-4, gt=0.0)
+    min_lr: float = Field(default=6e-5, ge=0.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    decay_steps: PositiveInt | None = Field(default=None, description="default: training.max_steps")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(default=0.1, ge=0.0)
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.95, ge=0.0, lt=1.0)
+    eps: float = Field(default=1e-8, gt=0.0)
+    fused: bool | None = Field(default=None, description="default: fused on CUDA")
+
+    @model_validator(mode="after")
+    def _min_lr_below_lr(self) -> AdamWConfig:
+        if self.min_lr > self.lr:  # the schedule would warm up to lr, then climb
+            raise ValueError(
+                f"min_lr ({self.min_lr:g}) is above lr ({self.lr:g}); the schedule decays from "
+                "lr down to min_lr: lower min_lr or raise lr"
+            )
+        return self
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
@@ -52,6 +81,9 @@ class AdamWFactory:
             schedule=self.cfg.schedule,
         )
 
-    @property
-    def grad_clip(self) -> float:
-        return self.cfg.grad_clip
+
+def build_adamw(cfg: AdamWConfig, ctx: OptimizerContext) -> AdamWFactory:
+    return AdamWFactory(cfg, ctx.max_steps)
+
+
+register_component("optimization", AdamWConfig, build_adamw)

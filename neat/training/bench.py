@@ -112,7 +112,7 @@ class BenchSession:
             container.tokenizer.override(providers.Object(ByteTokenizer()))
             container.evaluator.override(providers.Object(None))
             container.checkpointer.override(providers.Object(None))
-            vocab = int(getattr(config.model, "vocab_size", None) or ByteTokenizer().vocab_size)
+            vocab = int(config.model.vocab_size or ByteTokenizer().vocab_size)
             rows = batch_size // self.world_size  # each rank's share, as in training
             container.train_batches.override(
                 providers.Object(RandomBatches(vocab, rows, self.seq_len, self.device))
@@ -128,7 +128,7 @@ class BenchSession:
             if config.training.compile
             else parallel
         )
-        self.scaler = grad_scaler(self.trainer.precision, self.device)
+        self.scaler = grad_scaler(self.trainer.options.precision, self.device)
         self.step = 0
 
     def run(self, steps: int) -> tuple[float, torch.Tensor | None]:
@@ -163,7 +163,7 @@ def run_bench(
     elapsed, loss = session.run(steps)
     if loss is not None and not torch.isfinite(loss):
         raise RuntimeError(f"loss became {float(loss)} during the benchmark")
-    tokens_per_s = steps * session.trainer.tokens_per_step / elapsed
+    tokens_per_s = steps * session.trainer.options.tokens_per_step / elapsed
     flops = (
         float(model.flops_per_token(session.seq_len)) if hasattr(model, "flops_per_token") else 0.0
     )
@@ -173,7 +173,7 @@ def run_bench(
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return BenchResult(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        precision=session.trainer.precision,
+        precision=session.trainer.options.precision,
         compile=bool(config.training.compile),
         batch_size=int(config.training.batch_size) * int(config.training.grad_accum_steps),
         seq_len=session.seq_len,

@@ -8,17 +8,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 import torch
 from torch import nn
 
 from neat.errors import TrainingDiverged, TrainingInterrupted
-from neat.interfaces import ICheckpointer, IEvaluator, IMonitor, IOptimizerFactory, TrainState
+from neat.interfaces import IBatchSource, ICheckpointer, IEvaluator, IMonitor, TrainState
 from neat.monitoring.bus import EventBus
 from neat.monitoring.events import (
     CheckpointSaved,
@@ -43,6 +43,7 @@ from neat.training.distributed import (
     set_grad_sync,
     state_for_this_rank,
 )
+from neat.training.run_dir import run_dir_lock
 from neat.training.seeding import seed_everything
 
 log = structlog.get_logger(__name__)
@@ -60,14 +61,30 @@ class Schedule:
     save_final: bool = True
 
 
-class BatchSource(Protocol):
-    """What the loop needs from a sampler; `neat.data.BatchSampler` is the implementation."""
+@dataclass(frozen=True)
+class StepOptions:
+    """How each step runs: numerics, compilation, seed, and the sizes throughput needs."""
 
-    def next_batch(self) -> Any: ...
+    tokens_per_step: int
+    seq_len: int
+    precision: str = "fp32"
+    grad_clip: float = 1.0
+    compile: bool = False
+    compile_mode: str = "default"
+    seed: int = 1337
 
-    def state_dict(self) -> dict[str, Any]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+@dataclass(frozen=True)
+class RunFiles:
+    """Where the run lives and who watches it: the run directory, what writes its files
+    (config.yaml, tokenizer.json; returned so checkpoints copy them), the monitors to
+    subscribe while it trains, the checkpoint to resume, and the config to announce."""
+
+    run_dir: Path
+    write_run_files: Callable[[Path], dict[str, Path]] = lambda run_dir: {}
+    make_monitors: Callable[[], Sequence[IMonitor]] = tuple
+    resume_from: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -87,51 +104,31 @@ class Trainer:
         *,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        optimizer_factory: IOptimizerFactory,
-        train_batches: BatchSource,
+        lr_at: Callable[[int], float],
+        batches: IBatchSource,
         evaluator: IEvaluator,
         checkpointer: ICheckpointer,
         bus: EventBus,
         schedule: Schedule,
+        options: StepOptions,
+        run: RunFiles,
         device: torch.device,
-        precision: str,
-        seed: int,
-        tokens_per_step: int,
-        seq_len: int,
-        run_dir: Path,
-        prepare_run_dir: Callable[[Path], dict[str, Path]],
-        make_monitors: Callable[[], Sequence[IMonitor]] = tuple,
-        resume_from: Path | None = None,
-        compile_model: bool = False,
-        compile_mode: str = "default",
-        grad_clip: float = 1.0,
-        config_dict: dict[str, Any] | None = None,
-        parallel_model: nn.Module | None = None,
         dist: DistInfo = SINGLE,
+        parallel_model: nn.Module | None = None,
     ) -> None:
         self.model = model
         self.parallel_model = parallel_model if parallel_model is not None else model
-        self.dist = dist
         self.optimizer = optimizer
-        self.optimizer_factory = optimizer_factory
-        self.train_batches = train_batches
+        self.lr_at = lr_at
+        self.batches = batches
         self.evaluator = evaluator
         self.checkpointer = checkpointer
         self.bus = bus
         self.schedule = schedule
+        self.options = options
+        self.run = run
         self.device = device
-        self.precision = precision
-        self.seed = seed
-        self.tokens_per_step = tokens_per_step
-        self.seq_len = seq_len
-        self.run_dir = run_dir
-        self.prepare_run_dir = prepare_run_dir
-        self.make_monitors = make_monitors
-        self.resume_from = resume_from
-        self.compile_model = compile_model
-        self.compile_mode = compile_mode
-        self.grad_clip = grad_clip
-        self.config_dict = config_dict or {}
+        self.dist = dist
         self.state: TrainState | None = None
         self._signal_received: int | None = None  # on this rank, by the handler
         self._stop_signal: int | None = None  # agreed by all ranks, before each step
@@ -145,14 +142,16 @@ class Trainer:
         """
         if self.state is not None:
             return self.state
-        if self.resume_from is not None:
-            state = self.checkpointer.load(self.resume_from, self.model, self.optimizer)
+        if self.run.resume_from is not None:
+            state = self.checkpointer.load(self.run.resume_from, self.model, self.optimizer)
             position = state_for_this_rank(state.data_state, self.dist, "data positions")
-            self.train_batches.load_state_dict(position)
+            self.batches.load_state_dict(position)
             self._restore_rng(state)
         else:
             state = TrainState()
-            seed_everything(self.seed + self.dist.rank)  # rank 0: exactly the one-process seed
+            seed_everything(
+                self.options.seed + self.dist.rank
+            )  # rank 0: exactly the one-process seed
         self.state = state
         return state
 
@@ -169,7 +168,7 @@ class Trainer:
             world_size=self.dist.world_size,
             hint="the data order resumes exactly; dropout and sampling draw fresh numbers",
         )
-        seed_everything(self.seed + self.dist.rank + 1_000_003 * state.step)
+        seed_everything(self.options.seed + self.dist.rank + 1_000_003 * state.step)
 
     @property
     def _cuda_device(self) -> torch.device | None:
@@ -184,31 +183,37 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> TrainState:
+        """Train to the end. The run directory is locked first (rank 0 writes, so only it
+        locks): a second process training in it fails before writing anything."""
+        with run_dir_lock(self.run.run_dir, writer=self.dist.is_main):
+            return self._fit()
+
+    def _fit(self) -> TrainState:
         state = self.restore()
         optimizer = self.optimizer
-        extra_files = self.prepare_run_dir(self.run_dir)
-        monitors = list(self.make_monitors())
+        extra_files = self.run.write_run_files(self.run.run_dir)
+        monitors = list(self.run.make_monitors())
         unsubscribe = [self.bus.subscribe(m.on_event) for m in monitors]
         step_model: nn.Module = self.parallel_model
-        if self.compile_model:
+        if self.options.compile:
             # after wrapping, as PyTorch's DDP notes ask: dynamo then splits the graph at
             # DDP's bucket boundaries so communication overlaps the backward pass
             step_model = torch.compile(  # type: ignore[assignment]
-                self.parallel_model, mode=self.compile_mode
+                self.parallel_model, mode=self.options.compile_mode
             )
-        scaler = grad_scaler(self.precision, self.device)
+        scaler = grad_scaler(self.options.precision, self.device)
         sched = self.schedule
         started = time.perf_counter()
         status = "failed"
         self.bus.publish(
             RunStarted(
-                run_dir=self.run_dir,
-                config=self.config_dict,
+                run_dir=self.run.run_dir,
+                config=self.run.config,
                 start_step=state.step,
                 max_steps=sched.max_steps,
                 num_params=_num_params(self.model),
                 device=self._device_description(),
-                tokens_per_step=self.tokens_per_step,
+                tokens_per_step=self.options.tokens_per_step,
             )
         )
         window = _ThroughputWindow(state.step, started)
@@ -222,7 +227,7 @@ class Trainer:
                         break
                     loss, grad_norm = self._train_step(step_model, optimizer, scaler, state.step)
                     state.step += 1
-                    state.tokens_seen += self.tokens_per_step
+                    state.tokens_seen += self.options.tokens_per_step
                     self.bus.publish(StepCompleted(state.step, state.tokens_seen))
                     is_last = state.step == sched.max_steps
                     if state.step % sched.log_interval == 0 or is_last:
@@ -262,15 +267,15 @@ class Trainer:
         scaler: torch.amp.GradScaler | None,
         step: int,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        lr = self.optimizer_factory.lr_at(step)
+        lr = self.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         accum = self.schedule.grad_accum_steps
         loss_sum: torch.Tensor | None = None
         for micro in range(accum):
             set_grad_sync(self.parallel_model, micro == accum - 1)
-            batch = self.train_batches.next_batch()
-            with autocast(self.precision, self.device):
+            batch = self.batches.next_batch()
+            with autocast(self.options.precision, self.device):
                 loss = model(batch.input_ids, batch.targets)["loss"]
             if accum > 1:
                 loss = loss / accum
@@ -280,8 +285,10 @@ class Trainer:
         grad_norm = None
         if scaler is not None:
             scaler.unscale_(optimizer)
-        if self.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.options.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.options.grad_clip
+            )
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -301,17 +308,19 @@ class Trainer:
         started: float,
     ) -> None:
         loss_value = _check_finite(mean_across_ranks(loss, self.dist), state.step)
-        tokens_per_s = window.tokens_per_s(state.step, self.tokens_per_step)
+        tokens_per_s = window.tokens_per_s(state.step, self.options.tokens_per_step)
         device_peak = peak_flops(self.device)
         peak = device_peak * self.dist.world_size if device_peak else None
         flops = getattr(self.model, "flops_per_token", None)
-        mfu = flops(self.seq_len) * tokens_per_s / peak if peak and callable(flops) else None
+        mfu = (
+            flops(self.options.seq_len) * tokens_per_s / peak if peak and callable(flops) else None
+        )
         state.metrics["loss"] = loss_value
         self.bus.publish(
             TrainMetrics(
                 step=state.step,
                 loss=loss_value,
-                lr=self.optimizer_factory.lr_at(state.step - 1),
+                lr=self.lr_at(state.step - 1),
                 tokens_per_s=tokens_per_s,
                 grad_norm=_scalar(grad_norm) if grad_norm is not None else None,
                 mfu=mfu,
@@ -330,7 +339,7 @@ class Trainer:
     def _save(self, state: TrainState, extra_files: dict[str, Path]) -> Path:
         """Every rank gathers its part (data position, RNG, shards); rank 0 writes, and the
         others wait for it so no rank runs ahead of a checkpoint that is not there yet."""
-        state.data_state = per_rank_state(self.train_batches.state_dict(), self.dist)
+        state.data_state = per_rank_state(self.batches.state_dict(), self.dist)
         state.rng_state = per_rank_state(capture_rng_state(self._cuda_device), self.dist)
         path = self.checkpointer.save(state, self.model, self.optimizer, extra_files)
         barrier(self.dist)

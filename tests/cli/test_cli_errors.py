@@ -32,7 +32,7 @@ def train(config: Path, run: Path, *overrides: str) -> tuple[int, str]:
             "data.tokenizer.type=bpe2",
             "unknown tokenizer type 'bpe2'; known types: bpe, byte, char, hf",
         ),
-        ("monitoring.monitors=[console, wandb]", "unknown monitor 'wandb'"),
+        ("monitoring.monitors=[console, wandb]", "unknown monitor type 'wandb'"),
         ("model.n_embd=33", "n_embd (33) must be divisible by n_head (2)"),
     ],
 )
@@ -61,7 +61,8 @@ def test_missing_data_file(tiny_config: Path, tmp_path: Path) -> None:
 def test_empty_corpus(tiny_config: Path, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     run = tmp_path / "run"
-    code, err = train(tiny_config, run, "data.path=empty.txt", "data.tokenizer.type=byte")
+    empty = tmp_path / "empty.txt"
+    code, err = train(tiny_config, run, f"data.path={empty}", "data.tokenizer.type=byte")
     assert code == 2 and "empty" in err.lower()
     assert not run.exists()
 
@@ -69,7 +70,8 @@ def test_empty_corpus(tiny_config: Path, tmp_path: Path) -> None:
 def test_corpus_shorter_than_one_batch(tiny_config: Path, tmp_path: Path) -> None:
     (tmp_path / "short.txt").write_text("To be, or not to be: that is the question.\n" * 4)
     run = tmp_path / "run"
-    code, err = train(tiny_config, run, "data.path=short.txt", "data.val_fraction=0.5")
+    short = tmp_path / "short.txt"
+    code, err = train(tiny_config, run, f"data.path={short}", "data.val_fraction=0.5")
     assert code == 2
     assert "training.batch_size" in err and "model.block_size" in err
     assert not run.exists()
@@ -136,3 +138,35 @@ def test_resume_path_that_is_not_a_checkpoint(tiny_config: Path, tmp_path: Path)
     assert code == 2 and "no complete checkpoint" in err
     code, err = invoke("generate", "--checkpoint", str(tmp_path / "nowhere"))
     assert code == 2 and "nowhere" in err
+
+
+def test_binary_config_file_is_one_message(tmp_path: Path) -> None:
+    config = tmp_path / "exp.yaml"
+    config.write_bytes(bytes(range(256)) * 4)
+    code, err = invoke("config", "validate", "-c", str(config))
+    assert code == 2
+    assert f"{config}: not a text config file" in err
+    assert err.count("Error:") == 1 and "Traceback" not in err
+
+
+def test_set_paths_mean_the_working_directory_not_the_config_folder(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config lives in exp/ and names a corpus there that does not exist; the user runs
+    from the folder that holds the corpus and types its name."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    config = exp / "tiny.yaml"
+    config.write_text(tiny_config.read_text().replace("corpus.txt", "nowhere.txt"))
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "corpus.txt").rename(work / "corpus.txt")
+    monkeypatch.chdir(work)
+
+    code, err = train(config, tmp_path / "run", "data.path=corpus.txt", "training.max_steps=2")
+
+    assert code == 0, err
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"path: {work / 'corpus.txt'}" in saved
+    code, err = train(config, tmp_path / "other", "training.max_steps=2")
+    assert code == 2 and str(exp / "nowhere.txt") in err  # the file's own path: its folder

@@ -10,17 +10,17 @@ import pytest
 from neat.config import (
     CURRENT_VERSION,
     MIGRATIONS,
-    AdamWConfig,
-    ComponentConfig,
     ExperimentConfig,
+    OptimizerConfig,
     dump_config,
     known_types,
     load_config,
-    register_config,
+    register_component,
 )
 from neat.config.example import EXAMPLE_CONFIG
 from neat.config.loader import parse_yaml
 from neat.errors import ConfigError
+from neat.optimization.adamw import AdamWConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_overrides_scalars_lists_and_subtrees(tmp_path: Path) -> None:
     assert cfg.training.max_steps == 11
     assert cfg.optimization.lr == pytest.approx(3e-4)
     assert cfg.training.compile is True
-    assert cfg.monitoring.monitors == ["metrics"]
+    assert [m.type for m in cfg.monitoring.monitors] == ["metrics"]
     assert cfg.model.n_layer == 2
     assert cfg.model.dropout == 0.0  # the subtree replaced the file's model section
 
@@ -139,11 +139,11 @@ def test_version_migration_hook_runs_and_newer_versions_fail(
 
 
 def test_registry_accepts_a_plugin_type() -> None:
-    class TinyOptimizer(ComponentConfig):
+    class TinyOptimizer(OptimizerConfig):
         type: str = "tiny-opt"
         lr: float = 0.5
 
-    register_config("optimization", TinyOptimizer)
+    register_component("optimization", TinyOptimizer, lambda cfg, ctx: None)
     cfg = load_config(raw={"data": {"path": "x"}, "optimization": {"type": "tiny-opt"}})
     assert isinstance(cfg.optimization, TinyOptimizer)
     assert "tiny-opt" in known_types("optimization")

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from neat.config import load_config
-from neat.config.tokenizers import BPETokenizerConfig, HFTokenizerConfig
 from neat.data import (
     ByteTokenizer,
     CharTokenizer,
@@ -26,6 +25,7 @@ from neat.data import (
     train_tokenizer,
 )
 from neat.data.bpe import _pieces
+from neat.data.tokenizers import BPETokenizerConfig, HFTokenizerConfig
 from neat.errors import CheckpointError, ConfigError, DataError
 from neat.interfaces import ITokenizer
 
@@ -320,7 +320,7 @@ def test_train_tokenizer_writes_the_configured_path(
 def test_train_tokenizer_char_and_untrainable_types(
     bpe: HFTokenizer, counting_source: type[Any], tmp_path: Path
 ) -> None:
-    from neat.config import ByteTokenizerConfig, CharTokenizerConfig
+    from neat.data.tokenizers import ByteTokenizerConfig, CharTokenizerConfig
 
     source = counting_source(_source(tmp_path, "abcab"))
     tok, where = train_tokenizer(CharTokenizerConfig(), source, tmp_path / "cache")

@@ -9,7 +9,7 @@ import pytest
 
 from neat.config import load_config
 from neat.data import JsonlSource, MixtureSource, TextFileSource
-from neat.di.builders import make_data_source
+from neat.di.factories import make_data_source
 from neat.errors import DataError
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neat.config import CharTokenizerConfig
 from neat.data import (
     BatchSampler,
     ByteTokenizer,
@@ -18,6 +17,7 @@ from neat.data import (
     eval_batches,
     prepare_token_data,
 )
+from neat.data.tokenizers import CharTokenizerConfig
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "examples" / "data" / "tinyshakespeare.txt"
 

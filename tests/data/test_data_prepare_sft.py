@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from neat.config import load_config
-from neat.config.schema import GPTConfig
 from neat.data import IGNORE_INDEX, BatchSampler, ByteTokenizer, JsonlSource, prepare_token_data
 from neat.di import build_container
 from neat.interfaces import Batch
 from neat.models import GPT
 from neat.models.gpt import IGNORE_INDEX as MODEL_IGNORE_INDEX
+from neat.models.gpt import GPTConfig
 
 EQUALS = ord("=")
 

@@ -9,24 +9,19 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-import neat.config.synthetic  # registers the synthetic_math and exact_match configs
-import neat.di.synthetic  # noqa: F401  (registers their builders)
-from neat.config import load_config
-from neat.config.base import default_type
-from neat.config.synthetic import (
-    OPERAND_RANGES,
-    ExactMatchEvaluatorConfig,
-    SyntheticMathSourceConfig,
-)
+from neat.config import build, load_config
+from neat.config.registry import default_type
 from neat.data.synthetic_math import (
+    OPERAND_RANGES,
     SyntheticMathSource,
+    SyntheticMathSourceConfig,
     eval_problem,
     labelled_problems,
     problems,
     train_problem,
 )
-from neat.di.registry import build
 from neat.errors import ConfigError
+from neat.evaluation.exact_match import ExactMatchEvaluatorConfig
 from neat.interfaces import IDataSource
 
 ALL_LEVELS = [1, 2, 3, 4, 5]

@@ -14,9 +14,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neat.config import ByteTokenizerConfig, CharTokenizerConfig, ComponentConfig
+from neat.config import ComponentConfig, register_component
 from neat.data import (
-    TOKENIZERS,
     ByteTokenizer,
     CharTokenizer,
     TextFileSource,
@@ -24,8 +23,10 @@ from neat.data import (
     encode_to_array,
     load_tokenizer,
 )
-from neat.errors import CheckpointError, DataError
+from neat.data.tokenizers import ByteTokenizerConfig, CharTokenizerConfig
+from neat.errors import CheckpointError, ConfigError, DataError
 from neat.interfaces import ITokenizer
+from neat.interfaces.contexts import TokenizerContext
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "examples" / "data" / "tinyshakespeare.txt"
 
@@ -173,22 +174,22 @@ def test_build_byte_and_unknown(tmp_path: Path) -> None:
     corpus.write_text("x", encoding="utf-8")
     source = TextFileSource([str(corpus)])
     assert isinstance(build_tokenizer(ByteTokenizerConfig(), source, tmp_path), ByteTokenizer)
-    with pytest.raises(ValueError, match="unknown tokenizer type 'wordpiece'"):
+    with pytest.raises(ConfigError, match="unknown tokenizer type 'wordpiece'"):
         build_tokenizer(ComponentConfig(type="wordpiece"), source, tmp_path)
 
 
 def test_tokenizer_registry_is_extensible(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("x", encoding="utf-8")
-    TOKENIZERS["test-upper"] = lambda cfg, src, cache: CharTokenizer.fit(
-        d.text.upper() for d in src.documents()
-    )
-    try:
-        tok = build_tokenizer(
-            ComponentConfig(type="test-upper"), TextFileSource([str(corpus)]), tmp_path
-        )
-    finally:
-        del TOKENIZERS["test-upper"]
+
+    class UpperConfig(ComponentConfig):
+        type: str = "test-upper"
+
+    def build_upper(cfg: UpperConfig, ctx: TokenizerContext) -> CharTokenizer:
+        return CharTokenizer.fit(d.text.upper() for d in ctx.source.documents())
+
+    register_component("tokenizer", UpperConfig, build_upper)
+    tok = build_tokenizer(UpperConfig(), TextFileSource([str(corpus)]), tmp_path)
     assert isinstance(tok, CharTokenizer) and tok.chars == ["X"]
 
 

@@ -11,10 +11,11 @@ import torch
 from dependency_injector import providers
 from torch import nn
 
-from neat.config import ComponentConfig, load_config
+from neat.config import ModelConfig, load_config
 from neat.data import TextFileSource
 from neat.di import ServiceContainer, build_container, register_component
 from neat.interfaces import Document, IDataSource, IModel
+from neat.interfaces.contexts import ModelContext
 from neat.models import GPT
 from neat.monitoring import read_metrics
 
@@ -92,11 +93,14 @@ def test_override_the_data_source(tiny_config: Path, tmp_path: Path) -> None:
 
 
 def test_register_a_new_model_type_for_configs(tiny_config: Path, tmp_path: Path) -> None:
-    class BigramConfig(ComponentConfig):
+    class BigramConfig(ModelConfig):
         type: str = "bigram-test"
         block_size: int = 32
 
-    register_component("model", BigramConfig, lambda cfg, vocab_size: BigramModel(vocab_size))
+    def build_bigram(cfg: BigramConfig, ctx: ModelContext) -> BigramModel:
+        return BigramModel(ctx.vocab_size)
+
+    register_component("model", BigramConfig, build_bigram)
     config = load_config(tiny_config, ["model={type: bigram-test}", "training.max_steps=3"])
     container = build_container(config, run_dir=tmp_path / "run")
     assert isinstance(container.model(), BigramModel)

@@ -11,19 +11,20 @@ import pytest
 import torch
 from torch import nn
 
-import neat.config.synthetic  # registers the synthetic_math and exact_match configs
-import neat.di.synthetic  # noqa: F401  (registers their builders)
-from neat.config import load_config
-from neat.config.schema import GPTConfig
-from neat.config.synthetic import ExactMatchEvaluatorConfig, SyntheticMathSourceConfig
+from neat.config import build, load_config
 from neat.data import CharTokenizer
-from neat.data.synthetic_math import MathProblem, labelled_problems, problems
+from neat.data.synthetic_math import (
+    MathProblem,
+    SyntheticMathSourceConfig,
+    labelled_problems,
+    problems,
+)
 from neat.di import build_container
-from neat.di.registry import build
 from neat.errors import ConfigError
-from neat.evaluation.exact_match import ExactMatchEvaluator
+from neat.evaluation.exact_match import ExactMatchEvaluator, ExactMatchEvaluatorConfig
 from neat.interfaces import IEvaluator
 from neat.models import GPT
+from neat.models.gpt import GPTConfig
 
 CPU = torch.device("cpu")
 SOURCE = SyntheticMathSourceConfig(

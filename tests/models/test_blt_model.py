@@ -15,12 +15,12 @@ from pydantic import ValidationError
 
 import neat.models.blt.model as blt_model
 from neat.cli import cli
-from neat.config import load_config
-from neat.config.blt import BLTConfig
-from neat.di.blt import EntropyPatcher, _calibration_rows, build_blt
+from neat.config import build, load_config
 from neat.di.container import build_container
-from neat.di.registry import build
+from neat.interfaces.contexts import ModelContext
 from neat.models import IGNORE_INDEX
+from neat.models.blt import BLTConfig, build_blt
+from neat.models.blt.entropy import EntropyPatcher, _calibration_rows
 from neat.models.blt.model import (
     BLT,
     HASH_PRIME,
@@ -354,8 +354,8 @@ def test_examples_have_matching_parameter_counts() -> None:
     gpt_config = load_config(REPO / "examples" / "byte_gpt_cpu.yaml")
     assert Path(blt_config.data.sources[0].path).is_file()  # type: ignore[attr-defined]
     static = blt_config.model.model_copy(update={"entropy_model": None})  # no trained run in CI
-    blt = build("model", static, VOCAB)
-    gpt = build("model", gpt_config.model, VOCAB)
+    blt = build("model", static, ModelContext(VOCAB))
+    gpt = build("model", gpt_config.model, ModelContext(VOCAB))
     assert isinstance(blt, BLT)
     assert abs(blt.num_params() - gpt.num_params()) / gpt.num_params() < 0.02
     assert blt_config.training == gpt_config.training
@@ -418,7 +418,7 @@ def test_entropy_patcher_is_attached_calibrated_and_causal(
         "hash_buckets": 64,
         "entropy_model": str(run),
     }
-    model = build_blt(BLTConfig(**fields, patching={"target_patch_size": 3.0}), VOCAB)  # type: ignore[arg-type]
+    model = build_blt(BLTConfig(**fields, patching={"target_patch_size": 3.0}), ModelContext(VOCAB))  # type: ignore[arg-type]
     assert isinstance(model, BLT)
     patcher = model.patcher
     assert isinstance(patcher, EntropyPatcher)
@@ -431,6 +431,8 @@ def test_entropy_patcher_is_attached_calibrated_and_causal(
 
     model.double().eval()
     assert future_leak(model, rows[:2], None) < 1e-12
-    fixed = build_blt(BLTConfig(**fields, patching={"threshold": patcher.threshold}), VOCAB)  # type: ignore[arg-type]
+    fixed = build_blt(
+        BLTConfig(**fields, patching={"threshold": patcher.threshold}), ModelContext(VOCAB)
+    )  # type: ignore[arg-type]
     assert isinstance(fixed, BLT) and isinstance(fixed.patcher, EntropyPatcher)
     assert torch.equal(fixed.patcher(rows), starts)

@@ -15,13 +15,13 @@ from torch import nn
 
 from neat.config import load_config
 from neat.di import build_container
+from neat.models.blt.entropy import load_entropy_model
 from neat.models.blt.patching import (
     EOT_ID,
     Mode,
     boundaries,
     calibrate_threshold,
     global_boundaries,
-    load_entropy_model,
     monotonic_boundaries,
     next_byte_entropies,
     patch,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from neat.config import GPTConfig
 from neat.models import GPT, IGNORE_INDEX
+from neat.models.gpt import GPTConfig
 
 
 def tiny(**overrides: object) -> GPT:

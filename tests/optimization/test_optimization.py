@@ -7,9 +7,10 @@ import itertools
 import pytest
 import torch
 
-from neat.config import AdamWConfig, GPTConfig
 from neat.models import GPT
+from neat.models.gpt import GPTConfig
 from neat.optimization import AdamWFactory, lr_at, param_groups, resolve_precision
+from neat.optimization.adamw import AdamWConfig
 
 
 def schedule(step: int, kind: str = "cosine") -> float:

@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from neat.cli import cli
 from neat.config import load_config
 from neat.data import load_tokenizer
-from neat.di.builders import make_model
-from neat.inference import load_for_inference
+from neat.di.factories import make_model
 from neat.errors import CheckpointError
+from neat.inference import load_for_inference
 from neat.persistence import FORMAT_VERSION, Checkpointer, migrate_state_dict, pending_migrations
 from neat.persistence import migrations as registry
 from neat.persistence.migrations import KeyMigration, register_migration, rename_keys

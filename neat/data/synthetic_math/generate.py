@@ -1,7 +1,7 @@
 """Synthetic arithmetic problems: the NEAT evaluation data.
 
 Levels, operations, formats and the distribution shift are described in
-`neat.config.synthetic`. Every problem is a pure function of (seed, stream, index), so the
+`neat.data.synthetic_math.spec`. Every problem is a pure function of (seed, stream, index), so the
 source streams and any problem can be regenerated alone. The streams:
 
 - ``train`` draws from the training distribution and skips held-out problems;
@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from neat.config.synthetic import MathSpec, SyntheticMathSourceConfig
+from neat.config import register_component
+from neat.data.synthetic_math.spec import MathSpec, SyntheticMathSourceConfig
 from neat.errors import DataError
 from neat.interfaces import Document
+from neat.interfaces.contexts import SourceContext
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -332,3 +334,12 @@ class SyntheticMathSource:
             f"{cfg.holdout_fraction:.0%} held out; test (OOD): levels {list(ood.levels)}, "
             f"{'/'.join(ood.operations)}, formats {'/'.join(ood.formats)}{ood_span}"
         )
+
+
+def build_synthetic_math_source(
+    cfg: SyntheticMathSourceConfig, ctx: SourceContext
+) -> SyntheticMathSource:
+    return SyntheticMathSource(cfg, format=ctx.format)
+
+
+register_component("source", SyntheticMathSourceConfig, build_synthetic_math_source)

@@ -1,5 +1,5 @@
-"""Config of the synthetic math source (`data.sources[].type: synthetic_math`) and of the
-exact-match evaluator (`evaluation.type: exact_match`).
+"""Config of the synthetic math source (`data.sources[].type: synthetic_math`); the
+exact-match evaluator (`evaluation.type: exact_match`) scores models on the same problems.
 
 Difficulty levels (what `levels` selects; `operations` filters the operations of each level):
 
@@ -50,15 +50,14 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
-from neat.config.base import ComponentConfig, StrictModel, register_config
-from neat.config.data import SourceConfig
+from neat.config import SourceConfig, StrictModel
 
 __all__ = [
     "FORMAT_NAMES",
     "LEVEL_OPERATIONS",
     "OPERAND_RANGES",
     "OPERATIONS",
-    "ExactMatchEvaluatorConfig",
+    "CONTEXT_KEY",
     "MathSpec",
     "SyntheticMathSourceConfig",
     "SyntheticMathTestConfig",
@@ -95,7 +94,7 @@ OPERAND_RANGES: dict[tuple[int, str], OperandRange] = {
 
 # Where the synthetic_math sources validated so far are noted in the validation context, so
 # that `evaluation.type: exact_match` without a `source` reads the config's own source.
-_CONTEXT_KEY = "neat.synthetic_math.sources"
+CONTEXT_KEY = "neat.synthetic_math.sources"
 
 
 @dataclass(frozen=True)
@@ -273,43 +272,5 @@ class SyntheticMathSourceConfig(SourceConfig):
                 "does not cover"
             )
         if isinstance(info.context, dict):  # see ExactMatchEvaluatorConfig.source
-            info.context.setdefault(_CONTEXT_KEY, []).append(self)
+            info.context.setdefault(CONTEXT_KEY, []).append(self)
         return self
-
-
-class ExactMatchEvaluatorConfig(ComponentConfig):
-    """Greedy answers to held-out synthetic math problems, scored by exact match.
-
-    Reports `acc`, `acc_id`, `acc_heldout`, `acc_ood`, the same per level (`acc_id_L1`, ...),
-    `val_loss` (mean loss on the in-distribution answers' tokens, for best-checkpoint tracking)
-    and `ood_loss`.
-    """
-
-    type: Literal["exact_match"] = "exact_match"
-    interval: PositiveInt = 250
-    num_problems: PositiveInt = Field(
-        default=200, description="problems per test split (id, heldout and ood each)"
-    )
-    max_new_tokens: PositiveInt | None = Field(
-        default=None, description="default: the longest answer's tokens + 1 (the newline)"
-    )
-    batch_size: PositiveInt = Field(default=128, description="problems generated at once")
-    source: SyntheticMathSourceConfig | None = Field(
-        default=None, description="default: the first synthetic_math source in data.sources"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
-        """Fill `source` with the config's own synthetic_math source (validated before us, as
-        `data` comes before `evaluation`), so the saved config names it in full."""
-        if not isinstance(raw, dict) or raw.get("source") is not None:
-            return raw
-        noted = info.context.get(_CONTEXT_KEY) if isinstance(info.context, dict) else None
-        if noted:
-            return {**raw, "source": noted[0]}
-        return raw
-
-
-register_config("source", SyntheticMathSourceConfig)
-register_config("evaluation", ExactMatchEvaluatorConfig)

@@ -1,15 +1,16 @@
 """The Byte Latent Transformer (Pagnoni et al., arXiv 2412.09871).
 
-Exported here: entropy patching (`patching`). The model's `BLT` / `BLTConfig` live in
-`neat.models.blt.model` / `neat.config.blt`; their owners add them to this list.
+`config` holds `BLTConfig` (`model.type: blt`), `model` the BLT and its builder, `patching`
+the entropy patching rules, and `entropy` the frozen entropy model and the patcher it makes.
 """
 
+from neat.models.blt.config import BLTConfig, BLTPatchingConfig
+from neat.models.blt.model import BLT, build_blt
 from neat.models.blt.patching import (
     Patching,
     boundaries,
     calibrate_threshold,
     global_boundaries,
-    load_entropy_model,
     monotonic_boundaries,
     next_byte_entropies,
     patch,
@@ -18,11 +19,14 @@ from neat.models.blt.patching import (
 )
 
 __all__ = [
+    "BLT",
+    "BLTConfig",
+    "BLTPatchingConfig",
     "Patching",
     "boundaries",
+    "build_blt",
     "calibrate_threshold",
     "global_boundaries",
-    "load_entropy_model",
     "monotonic_boundaries",
     "next_byte_entropies",
     "patch",

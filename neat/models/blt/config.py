@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from neat.config.base import ComponentConfig, PathStr, StrictModel, register_config
+from neat.config import ModelConfig, PathStr, StrictModel
 
 __all__ = ["BLTConfig", "BLTPatchingConfig"]
 
@@ -37,7 +37,7 @@ class BLTPatchingConfig(StrictModel):
         return self
 
 
-class BLTConfig(ComponentConfig):
+class BLTConfig(ModelConfig):
     """Shapes default to the CPU scale of the research notes: 1 encoder layer at 64 wide,
     4 global layers at 128 (= cross_attn_k · local_dim), 2 decoder layers at 64."""
 
@@ -59,7 +59,6 @@ class BLTConfig(ComponentConfig):
     hash_buckets: PositiveInt = Field(default=4096, description="rows of each n-gram table")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     bias: bool = True
-    vocab_size: PositiveInt | None = Field(default=None, description="default: the tokenizer's")
     pad_vocab_multiple: PositiveInt = Field(
         default=1, description="pad the vocab for faster matmuls"
     )
@@ -76,9 +75,6 @@ class BLTConfig(ComponentConfig):
     )
     max_patch_length: PositiveInt | None = Field(
         default=None, description="split entropy patches longer than this"
-    )
-    init_from: PathStr | None = Field(
-        default=None, description="start from this run's or checkpoint's weights (fresh optimizer)"
     )
 
     @field_validator("hash_ngram_sizes")
@@ -111,6 +107,3 @@ class BLTConfig(ComponentConfig):
         if self.entropy_model is not None and self.patching.target_patch_size is not None:
             return self.patching.target_patch_size
         return float(self.fallback_patch_size)
-
-
-register_config("model", BLTConfig)

@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from neat.config.blt import BLTConfig
+from neat.config import register_component
+from neat.interfaces.contexts import ModelContext
 from neat.models.blocks import ATTENTION, MLPS, NORMS, POSITIONS, Block, gpt2_init
+from neat.models.blt.config import BLTConfig
 from neat.models.gpt import IGNORE_INDEX
 
 __all__ = [
@@ -319,7 +321,7 @@ class BLT(nn.Module):
     whether the byte after the input starts a patch (the decoder's shift needs it at the last
     position; with (B, L) that byte is taken to continue the last patch). Position 0 always
     starts a patch. Without it `self.patcher(input_ids)` decides: the static patcher by
-    default, an entropy patcher once `neat.di.blt.attach_entropy_patcher` sets one.
+    default, an entropy patcher when `model.entropy_model` names one (`build_blt`).
     """
 
     def __init__(self, cfg: BLTConfig, vocab_size: int) -> None:
@@ -447,3 +449,16 @@ class BLT(nn.Module):
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per byte of the whole model at the expected mean patch size."""
         return sum(self.flops_breakdown(seq_len, self.cfg.expected_patch_size).values())
+
+
+def build_blt(cfg: BLTConfig, ctx: ModelContext) -> BLT:
+    """A BLT with static patching, or entropy patching when `cfg.entropy_model` is set."""
+    from neat.models.blt.entropy import entropy_patcher  # loads checkpoints: only when asked
+
+    model = BLT(cfg, ctx.vocab_size)
+    if cfg.entropy_model is not None:
+        model.patcher = entropy_patcher(cfg)
+    return model
+
+
+register_component("model", BLTConfig, build_blt)

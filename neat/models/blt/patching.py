@@ -26,7 +26,6 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -41,7 +40,6 @@ __all__ = [
     "boundaries",
     "calibrate_threshold",
     "global_boundaries",
-    "load_entropy_model",
     "monotonic_boundaries",
     "next_byte_entropies",
     "patch",
@@ -343,21 +341,3 @@ def word_start_fraction(data: str | bytes, starts: torch.Tensor) -> float:
         raise ValueError(f"starts has shape {tuple(starts.shape)}, the data {tuple(at_word.shape)}")
     n = int(starts.sum())
     return int((starts & at_word).sum()) / n if n else 0.0
-
-
-def load_entropy_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module, int]:
-    """A frozen byte-level entropy model and its context length from a run or checkpoint;
-    a CheckpointError if it is missing, a ConfigError if it is not byte-level."""
-    from neat.data.tokenizers import ByteTokenizer
-    from neat.inference import load_for_inference
-    from neat.errors import ConfigError
-
-    model, tokenizer, block_size = load_for_inference(checkpoint, device)
-    if not isinstance(tokenizer, ByteTokenizer) or tokenizer.vocab_size != BYTE_VOCAB_SIZE:
-        raise ConfigError(
-            f"{checkpoint} is not a byte-level model ({type(tokenizer).__name__}, vocab "
-            f"{tokenizer.vocab_size}); an entropy model needs data.tokenizer.type: byte "
-            f"(vocab {BYTE_VOCAB_SIZE}), e.g. neat train -c examples/blt_entropy.yaml"
-        )
-    model.eval().requires_grad_(False)
-    return model, block_size

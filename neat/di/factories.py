@@ -1,0 +1,285 @@
+"""The functions the container calls: each takes the config sections and the parts it needs
+by keyword, and asks the component registry for the type a section names. No component is
+implemented here; each type lives, with its config class and builder, beside its code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+from rich.console import Console
+from torch import nn
+
+from neat.config import ExperimentConfig, build
+from neat.config.base import EvaluatorConfig, ModelConfig, OptimizerConfig
+from neat.config.data import DataConfig
+from neat.config.indexing import IndexingConfig
+from neat.config.schema import MonitoringConfig, TrainingConfig
+from neat.data import TokenData, default_cache_dir, prepare_token_data
+from neat.data.prefetch import PrefetchingBatches
+from neat.data.refresh import RefreshingSampler, RefreshMonitor, live_parts
+from neat.data.sampler import BatchSampler
+from neat.data.sources import build_data_source
+from neat.errors import ConfigError
+from neat.interfaces import (
+    IBatchSource,
+    IDataSource,
+    IEvaluator,
+    IMonitor,
+    IOptimizerFactory,
+    ITokenizer,
+)
+from neat.interfaces.contexts import (
+    EvaluatorContext,
+    MonitorContext,
+    OptimizerContext,
+    TokenizerContext,
+)
+from neat.models.load import build_model
+from neat.persistence import Checkpointer, resolve_checkpoint
+from neat.persistence.manifest import CHECKPOINTS_DIR
+from neat.training.device import enable_fast_math
+from neat.training.distributed import (
+    SINGLE,
+    DistInfo,
+    broadcast_object,
+    check_batch_divides,
+    init_distributed,
+    rank_zero_first,
+    unwrap_model,
+    wrap_model,
+)
+from neat.training.run_dir import write_run_files
+
+log = structlog.get_logger(__name__)
+
+
+# -- where it runs -------------------------------------------------------------------------------
+
+
+def make_dist(training: TrainingConfig) -> DistInfo:
+    """torchrun's process group when launched by it (one GPU per process), else one process."""
+    return init_distributed(training.distributed, training.device)
+
+
+def make_device(dist: DistInfo) -> torch.device:
+    enable_fast_math(dist.device)
+    return dist.device
+
+
+def agreed(value: Any, dist: DistInfo) -> Any:
+    """Rank 0's value on every rank: each rank resolved its own run directory and resume
+    point (a new run's name has a timestamp), and all must write and read one run."""
+    return broadcast_object(value, dist) if dist.active else value
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def cache_dir_of(data: DataConfig) -> Path:
+    return Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+
+
+def make_data_source(data: DataConfig, indexing: IndexingConfig) -> IDataSource:
+    return build_data_source(data, indexing)
+
+
+def make_tokenizer(data: DataConfig, source: IDataSource, dist: DistInfo = SINGLE) -> ITokenizer:
+    """Under torchrun rank 0 fits (or finds) it first; the others then load its cache."""
+    with rank_zero_first(dist):
+        tokenizer: ITokenizer = build(
+            "tokenizer", data.tokenizer, TokenizerContext(source, cache_dir_of(data))
+        )
+    return tokenizer
+
+
+def make_token_data(
+    data: DataConfig, source: IDataSource, tokenizer: ITokenizer, dist: DistInfo = SINGLE
+) -> TokenData:
+    """Each source part prepared (or found) in the token cache, split into train and val.
+
+    Under torchrun rank 0 tokenizes first and the others read the finished cache entry,
+    rather than every rank tokenizing the same corpus on the same cores.
+    """
+    with rank_zero_first(dist):
+        return prepare_token_data(source, tokenizer, cache_dir_of(data), data.val_fraction)
+
+
+def make_train_batches(
+    training: TrainingConfig,
+    model: ModelConfig,
+    data: DataConfig,
+    token_data: TokenData,
+    source: IDataSource,
+    tokenizer: ITokenizer,
+    device: torch.device,
+    dist: DistInfo = SINGLE,
+) -> IBatchSource:
+    """This rank's rows of each global batch; a sampler that takes the source's changes at
+    epoch ends when the source refreshes during training."""
+    check_batch_divides(training.batch_size, dist)
+
+    def sampler(prepared: TokenData) -> BatchSampler:
+        return BatchSampler(
+            prepared.weighted_train(),
+            batch_size=training.batch_size,
+            block_size=model.block_size,
+            seed=training.seed,
+            device=device,
+            name="train",
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+
+    if not live_parts(source):
+        batches = sampler(token_data)
+        depth = training.prefetch_batches
+        # a thread only pays where the step runs elsewhere (the GPU); on the CPU it competes
+        return PrefetchingBatches(batches, depth) if depth and device.type == "cuda" else batches
+    if dist.active:
+        raise ConfigError(
+            "a data source with reindex_interval > 0 cannot feed multi-process training: "
+            "each rank would see the corpus change at a different time; set its "
+            "reindex_interval to 0 or train in one process"
+        )
+    return RefreshingSampler(
+        token_data,
+        fingerprint=source.fingerprint,
+        prepare=lambda: make_token_data(data, source, tokenizer),
+        make_sampler=sampler,
+    )
+
+
+# -- model and optimizer -------------------------------------------------------------------------
+
+
+def make_model(
+    model: ModelConfig, training: TrainingConfig, tokenizer: ITokenizer, *, init_from: bool = True
+) -> nn.Module:
+    """Built under `training.seed` alone, so init depends on nothing else; then the weights of
+    `model.init_from` when set (weights only: optimizer, step and data start fresh)."""
+    module = build_model(model, tokenizer, training.seed)
+    if training.activation_checkpointing:
+        if not hasattr(module, "activation_checkpointing"):
+            raise ConfigError(
+                f"training.activation_checkpointing: model type {model.type!r} does not "
+                "support it; set it to false"
+            )
+        setattr(module, "activation_checkpointing", True)  # noqa: B010  (nn.Module typing)
+    if model.init_from and init_from:
+        checkpoint = resolve_checkpoint(Path(model.init_from))
+        Checkpointer(checkpoint.parent).load(checkpoint, module)
+        log.info("model_initialised_from", checkpoint=str(checkpoint))
+    return module
+
+
+def make_parallel_model(
+    training: TrainingConfig, model: nn.Module, dist: DistInfo, device: torch.device
+) -> nn.Module:
+    """The model on its device and, under torchrun, wrapped by DDP or sharded by FSDP2."""
+    if dist.mode == "fsdp" and training.precision == "fp16":
+        raise ConfigError(
+            "training.precision=fp16 does not work with training.distributed=fsdp (each "
+            "rank's loss scaler would see only its gradient shard); use bf16"
+        )
+    model.to(device)
+    return wrap_model(model, dist)
+
+
+def make_optimizer_factory(
+    optimization: OptimizerConfig, training: TrainingConfig
+) -> IOptimizerFactory:
+    factory: IOptimizerFactory = build(
+        "optimization", optimization, OptimizerContext(max_steps=training.max_steps)
+    )
+    return factory
+
+
+def make_optimizer(
+    factory: IOptimizerFactory, model: nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
+    """After `make_parallel_model`: fused AdamW needs the parameters on the GPU already, and
+    FSDP2 replaces them with their shards, which the optimizer must be given."""
+    return factory.create(unwrap_model(model), device)
+
+
+# -- evaluation, checkpoints, monitors -----------------------------------------------------------
+
+
+def make_evaluator(
+    evaluation: EvaluatorConfig,
+    model: ModelConfig,
+    training: TrainingConfig,
+    token_data: TokenData,
+    device: torch.device,
+    precision: str,
+    dist: DistInfo = SINGLE,
+) -> IEvaluator:
+    """Every rank evaluates the same batches (so FSDP's gathers line up and every rank
+    agrees on best_val_loss); their default size is one rank's share of the training batch,
+    which is known to fit on one device."""
+    ctx = EvaluatorContext(
+        token_data=token_data,
+        block_size=model.block_size,
+        batch_size=training.batch_size // dist.world_size,
+        device=device,
+        precision=precision,
+    )
+    evaluator: IEvaluator = build("evaluation", evaluation, ctx)
+    return evaluator
+
+
+def make_checkpointer(
+    config: ExperimentConfig, run_dir: Path, dist: DistInfo = SINGLE
+) -> Checkpointer:
+    """Rank 0 writes; the other ranks' checkpointer only takes part in gathering shards. The
+    whole config goes into every checkpoint, so a checkpoint alone rebuilds its model."""
+    return Checkpointer(
+        run_dir / CHECKPOINTS_DIR,
+        keep_last=config.checkpoint.keep_last,
+        metadata=config.model_dump(mode="json"),
+        writer=dist.is_main,
+    )
+
+
+def make_monitors(
+    monitoring: MonitoringConfig,
+    run_dir: Path,
+    console: Console,
+    source: IDataSource,
+    dist: DistInfo = SINGLE,
+) -> list[IMonitor]:
+    """The configured monitors, and one refresher per source that refreshes during training.
+    Only rank 0 watches a run: one progress display, one metrics.jsonl, one log.jsonl."""
+    if not dist.is_main:
+        return []
+    ctx = MonitorContext(run_dir=run_dir, console=console, progress_mode=monitoring.progress)
+    monitors: list[IMonitor] = [build("monitor", cfg, ctx) for cfg in monitoring.monitors]
+    refreshers: list[IMonitor] = [
+        RefreshMonitor(part, part.reindex_interval) for part in live_parts(source)
+    ]
+    return monitors + refreshers
+
+
+def run_files_writer(
+    config: ExperimentConfig, tokenizer: ITokenizer, dist: DistInfo = SINGLE
+) -> Callable[[Path], dict[str, Path]]:
+    """Rank 0 writes config.yaml and tokenizer.json; other ranks write nothing."""
+    if not dist.is_main:
+        return lambda run_dir: {}
+    return lambda run_dir: write_run_files(run_dir, config, tokenizer)
+
+
+def tokens_per_step(training: TrainingConfig, model: ModelConfig) -> int:
+    return training.batch_size * training.grad_accum_steps * model.block_size
+
+
+def config_dict(config: ExperimentConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def lr_schedule(factory: IOptimizerFactory) -> Callable[[int], float]:
+    return factory.lr_at
