@@ -23,10 +23,12 @@ __all__ = ["cli", "main"]
 @click.version_option(__version__, prog_name="neat")
 @click.option(
     "--log-level",
-    default="INFO",
+    default="WARNING",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Minimum level of log lines on the console.",
+    help="Minimum level of library log lines on the console. Progress, evaluations and "
+    "checkpoints always show; INFO adds detailed events (cache hits, checkpoint retention, "
+    "...), which a run's log.jsonl holds whatever this level.",
 )
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
@@ -43,7 +45,10 @@ def cli(ctx: click.Context, log_level: str) -> None:
 
     console = Console(stderr=True)
     ctx.obj = {"console": console}
-    configure_logging(console=console, level=log_level.upper())
+    shown = log_level.upper()
+    configure_logging(
+        console=console, level="DEBUG" if shown == "DEBUG" else "INFO", console_level=shown
+    )
 
 
 for _command in (

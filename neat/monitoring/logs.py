@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = ["RichConsoleHandler", "add_json_log_file", "configure_logging", "conf
 _CONSOLE_HANDLER = "neat.console"
 _JSON_HANDLER = "neat.json"
 _ADDED_JSON_HANDLER = "neat.json.run"
+_PENDING_HANDLER = "neat.pending"
 TRAIN_LOGGER = "neat.train"
 
 # Added to structlog entries and to foreign stdlib records alike.
@@ -80,7 +82,7 @@ def configure_logging(
 
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if handler.name in (_CONSOLE_HANDLER, _JSON_HANDLER):
+        if handler.name in (_CONSOLE_HANDLER, _JSON_HANDLER, _PENDING_HANDLER):
             root.removeHandler(handler)
             handler.close()
 
@@ -92,6 +94,7 @@ def configure_logging(
     root.addHandler(console_handler)
     if json_file is not None:
         root.addHandler(_json_file_handler(json_file, _JSON_HANDLER))
+    root.addHandler(_PendingRecords())
     root.setLevel(min(numeric_level, shown_level))
 
     structlog.configure(
@@ -117,6 +120,9 @@ def add_json_log_file(path: Path) -> Callable[[], None]:
     """
     handler = _json_file_handler(path, _ADDED_JSON_HANDLER)
     root = logging.getLogger()
+    for pending in root.handlers:
+        if isinstance(pending, _PendingRecords):
+            pending.replay(handler)
     root.addHandler(handler)
 
     def detach() -> None:
@@ -167,6 +173,25 @@ def _console_formatter(console: Console) -> structlog.stdlib.ProcessorFormatter:
         ),
     )
     return _formatter([renderer])
+
+
+class _PendingRecords(logging.Handler):
+    """Keeps the records logged while no run log is attached (the cache and tokenizer notices
+    of the data checks, made before a run directory may be written), so that the run's
+    log.jsonl starts with them although the console no longer shows them."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        super().__init__()
+        self.set_name(_PENDING_HANDLER)
+        self.records: deque[logging.LogRecord] = deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not any(h.name == _ADDED_JSON_HANDLER for h in logging.getLogger().handlers):
+            self.records.append(record)
+
+    def replay(self, handler: logging.Handler) -> None:
+        while self.records:
+            handler.handle(self.records.popleft())
 
 
 class _JsonFileHandler(logging.Handler):
