@@ -24,6 +24,7 @@ __all__ = [
     "LockHeld",
     "fsync_dir",
     "fsync_file",
+    "lock_holder",
     "pid_alive",
     "sha256_file",
     "write_bytes_atomic",
@@ -129,6 +130,25 @@ class LockHeld(Exception):
         super().__init__(f"{path} is held by process {holder}")
         self.path = path
         self.holder = holder
+
+
+def lock_holder(path: Path) -> str | None:
+    """The pid (as written in the file) of the process holding the `FileLock` at `path`, or
+    None when nobody does. Looks without taking the lock for longer than the probe and
+    without creating or writing the file, so cleaners and early checks can ask safely."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file (or unreadable): nobody holds it through FileLock
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 class FileLock:

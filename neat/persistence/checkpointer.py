@@ -142,32 +142,14 @@ class Checkpointer:
         with a warning."""
         return find_latest(self.directory)
 
-    def check_writable(self) -> None:
-        """Fail before step 1, naming the folder, when checkpoints could not be saved."""
-        with self._disk_errors(self.directory / f"{STEP_PREFIX}0", probe=True):
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / f"{TMP_PREFIX}write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-
     @contextmanager
-    def _disk_errors(self, final: Path, probe: bool = False) -> Iterator[None]:
+    def _disk_errors(self, final: Path) -> Iterator[None]:
         """An OSError while saving (a full disk, a read-only folder) is the user's to fix:
         one message that names the folder; the checkpoints already saved stay intact."""
         try:
             yield
         except OSError as exc:
             where = self.directory
-            if probe and isinstance(exc, FileExistsError | NotADirectoryError):
-                raise CheckpointError(
-                    f"cannot save checkpoints in {where}: it (or a folder above it) is not a "
-                    "directory; move that file away or choose another --run-dir"
-                ) from None
-            if probe:
-                raise CheckpointError(
-                    f"cannot save checkpoints in {where}: the folder is not writable "
-                    f"({exc.strerror or exc}); fix its permissions or choose another --run-dir"
-                ) from None
             intact = self._last_complete_hint()
             if exc.errno in _NO_SPACE:
                 raise CheckpointError(

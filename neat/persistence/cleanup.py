@@ -14,7 +14,10 @@ dry run and a real run remove exactly the same things. The planner is conservati
   a JSON object: state.json is written last, so that is cheap and decisive, and nothing is
   hashed. When in doubt (state.json unreadable for lack of permission, or a symlink) it stays.
 - Complete checkpoints, `config.yaml`, `metrics.jsonl` and `log.jsonl` go only with their whole
-  run, when `runs_older_than_days` asks for it; token caches only with `caches=True`.
+  run, when `runs_older_than_days` asks for it, and never while a process holds the run's
+  `.lock` (a training run in progress, however long since its last write); the `.lock` file
+  itself is never removed (deleting a lock file another process may be opening would let
+  two writers in). Token caches go only with `caches=True`.
 - Version-control folders and Python environments (`.git`, a folder with `pyvenv.cfg` or
   `conda-meta/`) are not entered: their `__pycache__` and temp files are not neat's.
 """
@@ -34,7 +37,15 @@ from pathlib import Path
 import structlog
 
 from neat.errors import NeatError
-from neat.persistence.manifest import CHECKPOINTS_DIR, STATE_FILE, TMP_PREFIX, step_of
+from neat.files import lock_holder, pid_alive
+from neat.persistence.manifest import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LOCK_FILE,
+    STATE_FILE,
+    TMP_PREFIX,
+    step_of,
+)
 
 __all__ = ["CleanPlan", "Removal", "apply_clean", "format_bytes", "plan_clean"]
 
@@ -46,7 +57,7 @@ REASON_PYCACHE = "Python bytecode cache"
 REASON_CACHE_ENTRY = "token cache entry"
 REASON_TOKENIZER_CACHE = "cached tokenizer vocabulary"
 
-RUN_MARKERS = ("config.yaml", "metrics.jsonl")
+RUN_MARKERS = (CONFIG_FILE, "metrics.jsonl")
 TMP_GRACE_S = 60.0  # a pid-less `.tmp-*` younger than this may be a live atomic write
 
 _REPLACED_PREFIX = f"{TMP_PREFIX}replaced-"  # the checkpointer's aside copy (see _publish)
@@ -240,7 +251,7 @@ class _Planner:
 
     def _temporary(self, path: Path, mode: int) -> None:
         pid = _owner_pid(path.name)
-        if pid is not None and _pid_alive(pid):
+        if pid is not None and pid_alive(pid):
             log.info("clean_kept_in_use", path=str(path), pid=pid)
             return
         scan = _measure(path)
@@ -261,6 +272,10 @@ class _Planner:
         assert self.max_age_s is not None
         scan = _measure(path)
         age_s = self.now - scan.newest
+        holder = lock_holder(path / LOCK_FILE)
+        if holder is not None:
+            log.info("clean_kept_run_in_use", path=str(path), pid=holder)
+            return False  # a run in progress: still cleaned inside
         if scan.live_tmp or age_s <= self.max_age_s:
             return False  # a young or running run: still cleaned inside
         days = self.max_age_s / _DAY_S
@@ -298,7 +313,7 @@ def _measure(path: Path) -> _Scan:
         for entry in entries:
             if _is_temporary(entry.name):
                 pid = _owner_pid(entry.name)
-                live_tmp = live_tmp or (pid is not None and _pid_alive(pid))
+                live_tmp = live_tmp or (pid is not None and pid_alive(pid))
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
@@ -390,17 +405,3 @@ def _owner_pid(name: str) -> int | None:
         return None
     pid = int(tail)
     return pid if pid > 0 else None
-
-
-def _pid_alive(pid: int) -> bool:
-    # Unlike the checkpointer's sweep, our own pid counts as alive: in a notebook or a test the
-    # process that cleans may also be the one saving.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OverflowError, ValueError):
-        return False  # not a possible pid
-    except OSError:
-        return True  # EPERM: exists, owned by someone else
-    return True

@@ -29,6 +29,7 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
     "FORMAT_VERSION",
+    "LOCK_FILE",
     "OLDEST_FORMAT_VERSION",
     "STATE_FILE",
     "TOKENIZER_FILE",
@@ -59,6 +60,7 @@ TOKENIZER_FILE = "tokenizer.json"
 STEP_PREFIX = "step_"
 TMP_PREFIX = ".tmp-"
 CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = ".lock"  # in a run directory: held by the process training in it
 STATE_DIGEST = "state_sha256"  # state.json's digest of its own canonical content
 
 _STEP_NAME = re.compile(rf"{STEP_PREFIX}(\d+)")

@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from neat.cli import cli
+from neat.config import load_config
+from neat.di import build_container
+from neat.errors import NeatError
 from neat.monitoring import read_metrics
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -169,3 +174,117 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(
     assert done.returncode == 0, done.stderr
     expected, got = train_losses(straight), train_losses(run)
     assert [got[s] for s in range(1, until + 1)] == [expected[s] for s in range(1, until + 1)]
+
+
+def _start_long_run(tiny_config: Path, run: Path, cwd: Path) -> subprocess.Popen[str]:
+    """A training run that goes on until stopped, once it has logged its first step."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neat",
+            "train",
+            "-c",
+            str(tiny_config),
+            "--run-dir",
+            str(run),
+            "--set",
+            "training.max_steps=100000",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.jsonl").is_file() and train_losses(run)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_second_writer_of_a_run_dir_is_refused(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "shared"
+    first = _start_long_run(tiny_config, run, tmp_path)
+    try:
+        before = sorted(p.name for p in run.iterdir())
+        config_before = (run / "config.yaml").read_text()
+        other_seed = ["--set", "training.seed=8", "--set", "training.max_steps=5"]
+        second = CliRunner().invoke(
+            cli,
+            [
+                "train",
+                "-c",
+                str(tiny_config),
+                "--run-dir",
+                str(run),
+                "--resume",
+                "auto",
+                *other_seed,
+            ],
+        )
+        assert second.exit_code == 2, second.output
+        assert f"run directory {run} is in use by another training run" in second.stderr
+        assert f"process {first.pid} holds" in second.stderr
+
+        # the lock itself (not only the CLI's early look) keeps a library caller out
+        config = load_config(tiny_config, ["training.seed=8", "training.max_steps=5"])
+        with pytest.raises(NeatError, match=f"process {first.pid} holds"):
+            build_container(config, run_dir=run).trainer().fit()
+        assert sorted(p.name for p in run.iterdir()) == before
+        assert (run / "config.yaml").read_text() == config_before  # still seed 7
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 128 + signal.SIGTERM, stderr
+
+
+def _train(tiny_config: Path, run: Path, *args: str) -> str:
+    result = CliRunner().invoke(
+        cli, ["train", "-c", str(tiny_config), "--run-dir", str(run), *args]
+    )
+    assert result.exit_code == 0, result.output
+    return result.stderr
+
+
+def test_resume_auto_follows_the_branch_being_continued(tiny_config: Path, tmp_path: Path) -> None:
+    """Run to 60, branch from step 20 with another lr, stop at 40: `--resume auto` must
+    continue the branch (step 40), not the abandoned run's higher step 60."""
+    run = tmp_path / "branched"
+    keep = "checkpoint.keep_last=10"
+    _train(tiny_config, run, "--set", "training.max_steps=60", "--set", keep)
+    branch = ["--set", "optimization.lr=5e-4", "--set", keep]
+    warned = _train(
+        tiny_config, run, "--resume", str(run / "checkpoints" / "step_20"), *branch,
+        "--set", "training.max_steps=40",
+    )  # fmt: skip
+    assert "optimization.lr: 0.001 -> 0.0005" in warned  # one warning names the change
+    assert "training.max_steps: 60 -> 40" in warned
+
+    _train(tiny_config, run, "--resume", "auto", *branch, "--set", "training.max_steps=60")
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"]
+    assert steps[-40:] == [*range(21, 41), *range(41, 61)]  # the branch, then on from 40
+
+
+def test_resume_past_max_steps_is_refused(tiny_config: Path, tmp_path: Path) -> None:
+    run = tmp_path / "done"
+    _train(tiny_config, run, "--set", "training.max_steps=20")
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "-c",
+            str(tiny_config),
+            "--run-dir",
+            str(run),
+            "--resume",
+            "auto",
+            "--set",
+            "training.max_steps=10",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "is at step 20, beyond training.max_steps=10" in result.stderr
+    assert "raise training.max_steps" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written

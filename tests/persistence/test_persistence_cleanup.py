@@ -12,6 +12,7 @@ import pytest
 
 import neat.persistence.cleanup as cleanup
 from neat.errors import NeatError
+from neat.files import FileLock
 from neat.persistence import CleanPlan, Removal, apply_clean, format_bytes, plan_clean
 from neat.persistence.cleanup import (
     REASON_CACHE_ENTRY,
@@ -387,3 +388,26 @@ def test_bad_targets_raise_neat_error(tmp_path: Path) -> None:
 )
 def test_format_bytes(n: int, text: str) -> None:
     assert format_bytes(n) == text
+
+
+def test_a_run_whose_lock_is_held_is_never_removed(tmp_path: Path) -> None:
+    """A training run holds `<run>/.lock` while it trains; its files may all be old (a long
+    step), yet --runs-older-than must not delete the run under it, nor its lock file."""
+    runs = tmp_path.resolve() / "runs"
+    _run(runs / "training", mtime=NOW - 40 * DAY)
+    _run(runs / "finished", mtime=NOW - 40 * DAY)
+    lock = FileLock(runs / "training" / ".lock")
+    lock.acquire()
+    try:
+        os.utime(runs / "training" / ".lock", (NOW - 40 * DAY, NOW - 40 * DAY))
+        plan = plan_clean(runs, runs_older_than_days=30, now=NOW)
+        assert [r.path for r in plan.removals] == [runs / "finished"]
+        apply_clean(plan)
+        assert (runs / "training" / ".lock").is_file()
+        assert (runs / "training" / "config.yaml").is_file()
+    finally:
+        lock.release()
+    # once the run ended, the same run is just old
+    assert [r.path for r in plan_clean(runs, runs_older_than_days=30, now=NOW).removals] == [
+        runs / "training"
+    ]
