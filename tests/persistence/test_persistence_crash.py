@@ -10,11 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from click.testing import CliRunner
 
 import neat
+from neat.cli import cli
 from neat.interfaces import TrainState
-from neat.persistence import Checkpointer
+from neat.persistence import Checkpointer, is_complete
 
 REPO_ROOT = Path(neat.__file__).resolve().parent.parent
 
@@ -99,3 +102,75 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(ckpt_dir: Path, tmp_path: Pa
     # Training goes on: the interrupted step can be saved again.
     assert checkpointer.save(TrainState(step=2), model, optimizer) == ckpt_dir / "step_2"
     assert checkpointer.latest() == ckpt_dir / "step_2"
+
+
+# A real full disk for a real run: RLIMIT_FSIZE makes every write past `limit` bytes fail
+# with EFBIG where a full disk fails with ENOSPC (SIGXFSZ ignored, or it would kill).
+FULL_DISK_DRIVER = """
+import resource, signal, sys
+from neat.cli import main
+
+limit = int(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv = ["neat", *sys.argv[2:]]
+main()
+"""
+MODEL_BYTES_BELOW = 60_000  # the tiny GPT's model.safetensors is ~110 kB; logs stay below
+
+
+def test_disk_full_during_a_checkpoint_save_keeps_the_last_good_one(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train = ["train", "-c", str(tiny_config), "--run-dir", str(run)]
+    first = CliRunner().invoke(cli, [*train, "--set", "training.max_steps=10"])
+    assert first.exit_code == 0, first.output
+    driver = tmp_path / "driver.py"
+    driver.write_text(FULL_DISK_DRIVER)
+    resume = [*train, "--resume", "auto", "--set", "training.max_steps=20"]
+    done = subprocess.run(
+        [sys.executable, str(driver), str(MODEL_BYTES_BELOW), *resume],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "no space left to save checkpoint step_20 in" in error
+    assert f"{run / 'checkpoints' / 'step_10'}, is intact" in error
+    assert "Traceback" not in done.stderr
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_10"]  # no partial left
+    assert is_complete(checkpoints / "step_10")
+
+
+def test_checkpoints_that_cannot_be_written_fail_before_step_one(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    # `checkpoints` as a regular file: unwritable for root too, where chmod stops nothing
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("not a folder")
+    result = CliRunner().invoke(cli, ["train", "-c", str(tiny_config), "--run-dir", str(run)])
+    assert result.exit_code == 2, result.output
+    assert f"{run / 'checkpoints'} (or a folder above it) exists but is not a directory" in (
+        result.stderr
+    )
+    assert not (run / "metrics.jsonl").exists()  # failed before step 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any permission bits")
+def test_a_read_only_checkpoints_folder_fails_before_step_one(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints").chmod(0o555)
+    try:
+        result = CliRunner().invoke(cli, ["train", "-c", str(tiny_config), "--run-dir", str(run)])
+    finally:
+        (run / "checkpoints").chmod(0o755)
+    assert result.exit_code == 2, result.output
+    assert f"checkpoint folder {run / 'checkpoints'} is not writable" in result.stderr
+    assert not (run / "metrics.jsonl").exists()
