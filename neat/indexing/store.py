@@ -6,6 +6,12 @@ SQLite is the source of truth; any in-memory vector index is a cache rebuilt fro
 old or fully new, and the next build finishes the job (the failure modes in §2: duplicates,
 half-written updates, deletions before the replacement exists).
 
+The file is marked as neat's by `PRAGMA application_id` (`APPLICATION_ID`), set when the
+schema is created. An existing file is identified before anything is written to it (before
+even the switch to WAL): an empty database is made an index, one of neat's tables without the
+id (made before the id existed) gets it on its first write, and anything else (another
+application's database, a file that is not SQLite) is refused untouched.
+
 Schema (version `SCHEMA_VERSION`):
 
 - `meta(key, value)`: schema_version, generation, embedder (fingerprint), embedder_dim,
@@ -47,6 +53,7 @@ from neat.errors import NeatError
 from neat.indexing.records import HEADING_SEPARATOR, Chunk
 
 __all__ = [
+    "APPLICATION_ID",
     "SCHEMA_VERSION",
     "ChunkRow",
     "FileRow",
@@ -62,6 +69,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x6E656174  # "neat", in the SQLite header of every index
 BUSY_TIMEOUT_MS = 10_000
 MAX_QUERY_TERMS = 64
 SNIPPET_CHARS = 200
@@ -271,6 +279,70 @@ class WriterLock:
             self._fd, self._depth = None, 0
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# Tables every neat index has had since schema version 1: how an index made before the
+# application id existed is told from another application's database.
+_NEAT_TABLES = frozenset({"meta", "roots", "files", "bodies", "chunks", "vectors"})
+
+
+def _not_an_index(db: Path, why: str) -> IndexDatabaseError:
+    return IndexDatabaseError(
+        f"{db} is not a neat index ({why}); it was left untouched: pass another --db (or set "
+        "indexing.db) to name the index file"
+    )
+
+
+def _identify(db: Path) -> None:
+    """Returns when `db` is absent, empty or a neat index; raises IndexDatabaseError for
+    anything else, having written nothing."""
+    try:
+        with db.open("rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise IndexDatabaseError(
+            f"cannot read the index file {db} ({exc.strerror}); fix its permissions or pass "
+            "another --db (or set indexing.db)"
+        ) from exc
+    if not header:
+        return
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise _not_an_index(db, "it is not an SQLite database")
+    stamped = int.from_bytes(header[68:72], "big")
+    if stamped not in (0, APPLICATION_ID):
+        raise _not_an_index(db, f"it belongs to another application, id {stamped:#x}")
+    # A plain connection that only reads: no pragma, no journal mode change.
+    conn = sqlite3.connect(db, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        names = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
+        legacy = app_id == 0 and names >= _NEAT_TABLES
+        if legacy:
+            legacy = bool(
+                conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
+            )
+    except sqlite3.DatabaseError as exc:
+        if stamped == APPLICATION_ID:
+            raise IndexDatabaseError(
+                f"the neat index {db} is damaged beyond reading ({exc}); delete it and run "
+                "`neat index build` again (it is rebuilt from the source files)"
+            ) from exc
+        raise IndexDatabaseError(
+            f"{db} cannot be read as an SQLite database ({exc}); if it is a neat index, delete "
+            "it (it is rebuilt from the source files), otherwise pass another --db (or set "
+            "indexing.db)"
+        ) from exc
+    finally:
+        conn.close()
+    if app_id == APPLICATION_ID or legacy or (app_id == 0 and not names):
+        return
+    if app_id != 0:
+        raise _not_an_index(db, f"it belongs to another application, id {app_id:#x}")
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    raise _not_an_index(db, f"it holds other tables: {shown}")
+
+
 class IndexStore:
     """All SQL of the index. Reads never take the writer lock and never block (WAL);
     `writer()` must wrap every sequence of writes."""
@@ -281,9 +353,11 @@ class IndexStore:
         self.lock = WriterLock(self.db)
         self._counted: tuple[tuple[int, int], int] | None = None  # see _chunk_count
         self._scratch_changes = 0  # rows the query scratch table changed, all told
+        _identify(self.db)
         try:
             self.conn = self._connect()
             self._ensure_schema()
+            self._stamped = self._application_id() == APPLICATION_ID
         except sqlite3.DatabaseError as exc:
             if hasattr(self, "conn"):
                 self.conn.close()
@@ -318,7 +392,11 @@ class IndexStore:
                 f"{SCHEMA_VERSION}; delete the file and run `neat index build` again"
             )
 
+    def _application_id(self) -> int:
+        return int(self.conn.execute("PRAGMA application_id").fetchone()[0])
+
     def _create_tables(self) -> None:
+        self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         for statement in [*_SCHEMA.split(";"), _FTS_TABLE]:
             if statement.strip():
                 self.conn.execute(statement)
@@ -354,9 +432,13 @@ class IndexStore:
 
     @contextmanager
     def writer(self) -> Iterator[None]:
-        """Hold the writer lock (IndexLockedError when another process has it)."""
+        """Hold the writer lock (IndexLockedError when another process has it). An index
+        made before neat marked its files gets the mark with its first write."""
         self.lock.acquire()
         try:
+            if not self._stamped:
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._stamped = True
             yield
         finally:
             self.lock.release()

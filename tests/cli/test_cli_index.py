@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -178,3 +179,28 @@ def test_an_alias_bomb_is_indexed_without_its_front_matter_in_bounded_memory(
     assert "plain.md" not in proc.stderr
     code, out, _ = run("index", "search", "wombat", "--db", str(db), "--json")
     assert code == 0 and Path(json.loads(out)[0]["path"]).name == "bomb.md"
+
+
+def test_every_command_refuses_another_applications_database_untouched(
+    docs: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "app.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    for args in (
+        ["build", str(docs)],
+        ["search", "ownership"],
+        ["stats"],
+        ["check"],
+        ["check", "--repair"],
+    ):
+        code, out, err = run("index", *args, "--db", str(db))
+        assert code == 2, (args, out, err)
+        assert f"Error: {db} is not a neat index (it holds other tables: notes)" in err, args
+        assert "--db" in err and "delete" not in err and "Traceback" not in err
+        assert db.read_bytes() == before, args
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "docs"], args

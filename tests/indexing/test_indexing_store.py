@@ -13,6 +13,7 @@ import pytest
 
 from neat.indexing.records import Chunk
 from neat.indexing.store import (
+    APPLICATION_ID,
     SCHEMA_VERSION,
     FileRow,
     IndexDatabaseError,
@@ -212,8 +213,10 @@ def test_a_writer_in_another_process_locks_out_this_one(store: IndexStore) -> No
 def test_a_file_that_is_not_an_index_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(IndexDatabaseError, match=r"not a readable neat index.*delete it"):
+    with pytest.raises(IndexDatabaseError, match=r"junk.db is not a neat index.*--db") as err:
         IndexStore(junk)
+    assert "not an SQLite database" in str(err.value) and "delete" not in str(err.value)
+    assert junk.read_bytes() == b"this is not sqlite" * 100
     newer = tmp_path / "newer.db"
     IndexStore(newer).close()
     conn = sqlite3.connect(newer)
@@ -222,3 +225,51 @@ def test_a_file_that_is_not_an_index_is_a_clear_error(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(IndexDatabaseError, match="schema version 99"):
         IndexStore(newer)
+
+
+def other_apps_database(path: Path, application_id: int = 0) -> bytes:
+    """A real SQLite file of another program (rollback journal, one table of rows)."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {application_id}")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes (body) VALUES (?)", [("milk",), ("eggs",)])
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("application_id", "why"),
+    [(0, "it holds other tables: notes"), (0x1234, "it belongs to another application, id 0x1234")],
+)
+def test_another_applications_database_is_refused_untouched(
+    tmp_path: Path, application_id: int, why: str
+) -> None:
+    db = tmp_path / "app.sqlite"
+    before = other_apps_database(db, application_id)
+    with pytest.raises(IndexDatabaseError) as err:
+        IndexStore(db)
+    message = str(err.value)
+    assert f"{db} is not a neat index ({why})" in message
+    assert "--db" in message and "delete" not in message
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite"]  # no -wal, -shm, .lock
+
+
+def test_a_new_index_is_marked_and_an_unmarked_old_one_gets_the_mark_when_written(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "index.db"
+    store = IndexStore(db)
+    assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    store.ensure_root(tmp_path, "dir")
+    store.replace_file(1, row("a.md"), {}, "", chunks("a.md", ("A", "alpha")), {})
+    store.conn.execute("PRAGMA application_id = 0")  # as every index made before the mark
+    store.close()
+    old = IndexStore(db)  # still opens, reads, and is not written by reading
+    assert [r[0] for r in old.search_bm25("alpha", 3)]
+    assert old.conn.execute("PRAGMA application_id").fetchone()[0] == 0
+    with old.writer():
+        pass
+    assert old.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    old.close()
