@@ -51,8 +51,10 @@ def config_options(func: F) -> F:
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Override a config value by dotted key, e.g. --set training.max_steps=100. "
-        "Values are YAML: numbers, booleans, lists, or a {...} subtree. Repeatable.",
+        help="Override a config value by dotted key, e.g. --set training.max_steps=100; a "
+        "number picks a list item (--set data.sources.0.path=corpus/). Values are YAML: "
+        "numbers, booleans, lists, or a {...} subtree. Relative paths typed here resolve "
+        "against the current folder (those in the config file against its folder). Repeatable.",
     )(func)
     return click.option(
         "-c",
