@@ -23,6 +23,7 @@ from neat.data.synthetic_math import (
 from neat.errors import ConfigError
 from neat.evaluation.exact_match import ExactMatchEvaluatorConfig
 from neat.interfaces import IDataSource
+from neat.interfaces.contexts import SourceContext
 
 ALL_LEVELS = [1, 2, 3, 4, 5]
 ALL_FORMATS = ["symbolic", "spaced", "words"]
@@ -274,7 +275,7 @@ def test_experiment_config_wires_the_source_into_the_evaluator(tmp_path: Any) ->
     explicit = load_config(raw=raw).evaluation
     assert isinstance(explicit, ExactMatchEvaluatorConfig)
     assert explicit.source is not None and explicit.source.seed == 9
-    source = build("source", cfg.data.sources[0], cfg)
+    source = build("source", cfg.data.sources[0], SourceContext(cfg.data.format, cfg.indexing))
     assert isinstance(source, SyntheticMathSource) and source.format == "text"
 
 

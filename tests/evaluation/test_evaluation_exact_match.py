@@ -23,6 +23,7 @@ from neat.di import build_container
 from neat.errors import ConfigError
 from neat.evaluation.exact_match import ExactMatchEvaluator, ExactMatchEvaluatorConfig
 from neat.interfaces import IEvaluator
+from neat.interfaces.contexts import EvaluatorContext
 from neat.models import GPT
 from neat.models.gpt import GPTConfig
 
@@ -172,12 +173,18 @@ def test_builder_reads_the_source_and_needs_one() -> None:
     cfg = ExactMatchEvaluatorConfig(source=SOURCE, num_problems=6, batch_size=4)
     items = problems(SOURCE, "test", 6)
     token_data = SimpleNamespace(tokenizer=tokenizer_for(items))
-    kwargs = {"block_size": 16, "batch_size": 2, "device": CPU, "precision": "fp32"}
-    evaluator = build("evaluation", cfg, token_data=token_data, **kwargs)
+    ctx = EvaluatorContext(
+        token_data=token_data,  # type: ignore[arg-type]  (only its tokenizer is read)
+        block_size=16,
+        batch_size=2,
+        device=CPU,
+        precision="fp32",
+    )
+    evaluator = build("evaluation", cfg, ctx)
     assert isinstance(evaluator, ExactMatchEvaluator)
     assert evaluator.problems == items and evaluator.batch_size == 4
     with pytest.raises(ConfigError, match="synthetic_math"):
-        build("evaluation", ExactMatchEvaluatorConfig(), token_data=token_data, **kwargs)
+        build("evaluation", ExactMatchEvaluatorConfig(), ctx)
 
 
 def test_trains_and_evaluates_end_to_end(tmp_path: Path) -> None:
