@@ -132,6 +132,7 @@ class Trainer:
         self.state: TrainState | None = None
         self._signal_received: int | None = None  # on this rank, by the handler
         self._stop_signal: int | None = None  # agreed by all ranks, before each step
+        self._last_checkpoint: Path | None = None  # saved in this run, for the divergence message
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class Trainer:
             position = state_for_this_rank(state.data_state, self.dist, "data positions")
             self.batches.load_state_dict(position)
             self._restore_rng(state)
+            self._last_checkpoint = self.run.resume_from
         else:
             state = TrainState()
             seed_everything(
@@ -239,7 +241,9 @@ class Trainer:
                         is_last and sched.save_final
                     ):
                         # never save diverged weights
-                        _check_finite(mean_across_ranks(loss, self.dist), state.step)
+                        _check_finite(
+                            mean_across_ranks(loss, self.dist), state.step, self._last_checkpoint
+                        )
                         with window.paused():
                             self._save(state, extra_files)
                         last_saved = state.step
@@ -307,7 +311,9 @@ class Trainer:
         window: _ThroughputWindow,
         started: float,
     ) -> None:
-        loss_value = _check_finite(mean_across_ranks(loss, self.dist), state.step)
+        loss_value = _check_finite(
+            mean_across_ranks(loss, self.dist), state.step, self._last_checkpoint
+        )
         tokens_per_s = window.tokens_per_s(state.step, self.options.tokens_per_step)
         device_peak = peak_flops(self.device)
         peak = device_peak * self.dist.world_size if device_peak else None
@@ -342,6 +348,7 @@ class Trainer:
         state.data_state = per_rank_state(self.batches.state_dict(), self.dist)
         state.rng_state = per_rank_state(capture_rng_state(self._cuda_device), self.dist)
         path = self.checkpointer.save(state, self.model, self.optimizer, extra_files)
+        self._last_checkpoint = path
         barrier(self.dist)
         self.bus.publish(CheckpointSaved(state.step, path))
         return path
@@ -390,13 +397,17 @@ class _ThroughputWindow:
         return rate
 
 
-def _check_finite(loss: torch.Tensor, step: int) -> float:
+def _check_finite(loss: torch.Tensor, step: int, last_checkpoint: Path | None) -> float:
     """The loss as a float (a host sync: call only at log and checkpoint points)."""
     value = float(loss)
     if not math.isfinite(value):
+        saved = (
+            f"the last checkpoint, {last_checkpoint}, is intact"
+            if last_checkpoint is not None
+            else "no checkpoint was saved yet"
+        )
         raise TrainingDiverged(
-            f"loss is {value} at step {step}; lower optimization.lr or check the data. "
-            "The last checkpoint before it is intact."
+            f"loss is {value} at step {step}; lower optimization.lr or check the data; {saved}"
         )
     return value
 

@@ -170,3 +170,30 @@ def test_set_paths_mean_the_working_directory_not_the_config_folder(
     assert f"path: {work / 'corpus.txt'}" in saved
     code, err = train(config, tmp_path / "other", "training.max_steps=2")
     assert code == 2 and str(exp / "nowhere.txt") in err  # the file's own path: its folder
+
+
+def test_divergence_names_the_last_checkpoint_or_says_there_is_none(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    huge = ("optimization.lr=1.0e30", "optimization.warmup_steps=0")
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, *huge)
+    assert code == 1
+    assert "Error: training diverged: loss is nan at step 2" in err
+    assert "no checkpoint was saved yet" in err and "is intact" not in err
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+
+    good = tmp_path / "good"
+    assert train(tiny_config, good, "training.max_steps=10")[0] == 0
+    code, err = invoke(
+        "train",
+        "-c",
+        str(tiny_config),
+        "--run-dir",
+        str(good),
+        "--resume",
+        "auto",
+        *[arg for value in huge for arg in ("--set", value)],
+    )
+    assert code == 1
+    assert f"the last checkpoint, {good / 'checkpoints' / 'step_10'}, is intact" in err
