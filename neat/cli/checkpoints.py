@@ -73,23 +73,24 @@ def _numel(shape: list[int]) -> int:
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """Everything `inspect` shows about the checkpoint PATH resolves to, as JSON values."""
     from neat.persistence import FORMAT_VERSION, pending_migrations, resolve_checkpoint
+    from neat.persistence.manifest import MODEL_FILE, STATE_FILE
 
-    checkpoint = resolve_checkpoint(path)  # verifies every file's sha256
-    meta = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
-    tensors = _tensor_rows(checkpoint / "model.safetensors", meta["tensor_aliases"])
+    checkpoint = resolve_checkpoint(path)  # verifies every file's sha256 and state.json
+    meta = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    tensors = _tensor_rows(checkpoint / MODEL_FILE, meta.get("tensor_aliases", {}))
     config = meta.get("config")
     version = meta["format_version"]
-    return {
+    return {  # a weights-only checkpoint has no step, tokens or metrics: shown as none yet
         "path": str(checkpoint),
         "format_version": version,
         "current_format_version": FORMAT_VERSION,
         "migrations": pending_migrations({t["name"]: t["shape"] for t in tensors}, version),
-        "step": meta["step"],
-        "tokens_seen": meta["tokens_seen"],
+        "step": meta.get("step", 0),
+        "tokens_seen": meta.get("tokens_seen", 0),
         "created": meta.get("created"),
         "torch_version": meta.get("torch_version"),
-        "metrics": meta["metrics"],
-        "best_val_loss": meta["best_val_loss"],
+        "metrics": meta.get("metrics", {}),
+        "best_val_loss": meta.get("best_val_loss"),
         "model_config": config.get("model") if isinstance(config, Mapping) else None,
         "files": sorted(meta["files"]),
         "parameters": sum(t["params"] for t in tensors),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
 import re
 import shutil
 from pathlib import Path
@@ -106,3 +109,63 @@ def test_incomplete_checkpoint_exits_2(run: Path, tmp_path: Path) -> None:
     assert code == 2 and "has no state.json" in err
     code, _, err = invoke("checkpoints", "inspect", str(tmp_path / "run"))
     assert code == 2 and "no complete checkpoint" in err and "step_10" in err
+
+
+def _weights_only(run: Path, target: Path) -> Path:
+    """A checkpoint as a person or a merge tool writes it: weights, config and tokenizer,
+    and a state.json with no optimizer, step, data position or RNG state."""
+    source = run / "checkpoints" / "step_10"
+    target.mkdir()
+    names = ["model.safetensors", "tokenizer.json", "config.yaml"]
+    for name in names:
+        shutil.copyfile(source / name, target / name)
+    saved = json.loads((source / "state.json").read_text())
+    files = {n: hashlib.sha256((target / n).read_bytes()).hexdigest() for n in names}
+    state = {
+        "format_version": 1,
+        "config": saved["config"],
+        "tensor_aliases": saved["tensor_aliases"],  # the tied head, stored once
+        "files": files,
+    }
+    (target / "state.json").write_text(json.dumps(state))
+    return target
+
+
+def test_a_weights_only_checkpoint_evaluates_and_generates(run: Path, tmp_path: Path) -> None:
+    checkpoint = _weights_only(run, tmp_path / "merged")
+    config = str(run.parent / "tiny.yaml")
+    code, out, err = invoke("eval", "-c", config, "--checkpoint", str(checkpoint), "--json")
+    assert code == 0, err
+    assert json.loads(out)["val_loss"] > 0
+    code, out, err = invoke(
+        "generate", "--checkpoint", str(checkpoint), "--prompt", "RO", "--max-new-tokens", "5"
+    )
+    assert code == 0, err
+    assert out.startswith("RO")
+    code, out, err = invoke("checkpoints", "inspect", str(checkpoint), "--json")
+    assert code == 0, err
+    assert json.loads(out)["step"] == 0
+
+    # only a resume needs the training state, and it says so
+    code, _, err = invoke("train", "-c", config, "--resume", str(checkpoint), "--run-dir",
+                          str(tmp_path / "resumed"))  # fmt: skip
+    assert code == 2
+    assert f"checkpoint {checkpoint} holds weights only" in err
+    assert not (tmp_path / "resumed").exists()
+
+
+def test_run_and_checkpoint_files_are_0644_whatever_the_umask(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    previous = os.umask(0o077)  # mkstemp and safetensors would then leave files 0600
+    try:
+        code, _, err = invoke("train", "-c", str(tiny_config), "--run-dir", str(run),
+                              "--set", "training.max_steps=10")  # fmt: skip
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    checkpoint = run / "checkpoints" / "step_10"
+    written = [run / "config.yaml", run / "tokenizer.json", *checkpoint.iterdir()]
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
+    assert modes == dict.fromkeys(modes, "0o644"), modes
