@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
