@@ -1,27 +1,134 @@
-"""Autoregressive sampling with temperature, top-k and top-p (nucleus, Holtzman et al. 2019)."""
+"""Autoregressive sampling with temperature, top-k and top-p (nucleus, Holtzman et al. 2019),
+and incremental decoding so text can be shown as it is produced."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
+from neat.errors import ConfigError, NeatError
+from neat.interfaces import ITokenizer
+
+__all__ = [
+    "MAX_NEW_TOKENS",
+    "MAX_SEED",
+    "TextStream",
+    "check_sampling",
+    "filter_logits",
+    "generate",
+    "iter_tokens",
+]
+
+# A guard against typos such as 10**12, which would otherwise run for days without a word.
+MAX_NEW_TOKENS = 1_000_000
+# torch.Generator.manual_seed takes a signed 64-bit value; the same rule as training.seed.
+MAX_SEED = 2**63 - 1
+
+
+def check_sampling(
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> None:
+    """Refuse settings that would crash sampling or silently mean something else."""
+    if max_new_tokens is not None and not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ConfigError(
+            f"max_new_tokens must be between 0 and {MAX_NEW_TOKENS:,}, got {max_new_tokens}"
+        )
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0.0):
+        raise ConfigError(
+            f"temperature must be a finite number >= 0 (0 means greedy), got {temperature}"
+        )
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"top_k must be at least 1 (or unset to keep every token), got {top_k}")
+    if top_p is not None and not 0.0 <= top_p <= 1.0:  # also refuses NaN
+        raise ConfigError(
+            f"top_p must be between 0 and 1 (0 keeps only the likeliest token), got {top_p}"
+        )
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Set logits outside the top-k / nucleus to -inf (rows are independent)."""
-    if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and 0.0 < top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
+    """Set logits outside the top-k / nucleus to -inf (rows are independent).
+
+    Ties are broken by the lower id, as `argmax` does, so `top_k=1` and `top_p=0` keep exactly
+    the token greedy decoding would pick; the nucleus is the smallest set whose mass reaches
+    `top_p`, never empty.
+    """
+    check_sampling(top_k=top_k, top_p=top_p)
+    vocab = logits.shape[-1]
+    keep_k = top_k if top_k is not None and top_k < vocab else None
+    keep_p = top_p if top_p is not None and top_p < 1.0 else None
+    if keep_k is None and keep_p is None:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True, stable=True)
+    drop = torch.zeros_like(sorted_logits, dtype=torch.bool)
+    if keep_k is not None:
+        drop[..., keep_k:] = True
+    if keep_p is not None:
+        probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
+        drop |= (probs.cumsum(dim=-1) - probs) >= keep_p  # the mass before it already suffices
+    drop[..., 0] = False
+    return logits.masked_fill(torch.empty_like(drop).scatter_(-1, order, drop), float("-inf"))
+
+
+def _next_token(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    if temperature == 0.0:
+        return logits.argmax(dim=-1, keepdim=True)
+    # Shift by the max first: a tiny temperature then gives -inf, never inf - inf = NaN.
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+    probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
+    try:
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+    except RuntimeError as exc:
+        if "inf" in str(exc) or "nan" in str(exc):
+            raise NeatError(
+                "the model's next-token probabilities are NaN or infinite: its weights or "
+                "activations overflowed; use another checkpoint"
+            ) from None
+        raise
 
 
 @torch.no_grad()
+def iter_tokens(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    block_size: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield each next token (B, 1) as soon as it is sampled; temperature 0 means greedy."""
+    check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    was_training = model.training
+    model.eval()
+    ids = input_ids
+    try:
+        for _ in range(max_new_tokens):
+            logits = model(ids[:, -block_size:])["logits"][:, -1, :].float()
+            next_id = _next_token(logits, temperature, top_k, top_p, generator)
+            ids = torch.cat([ids, next_id], dim=1)
+            yield next_id
+    finally:
+        model.train(was_training)
+
+
 def generate(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -34,20 +141,56 @@ def generate(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Extend `input_ids` (B, T) by `max_new_tokens`; temperature 0 means greedy."""
-    was_training = model.training
-    model.eval()
-    ids = input_ids
-    try:
-        for _ in range(max_new_tokens):
-            context = ids[:, -block_size:]
-            logits = model(context)["logits"][:, -1, :].float()
-            if temperature <= 0.0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = filter_logits(logits / temperature, top_k, top_p)
-                probs = torch.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, num_samples=1, generator=generator)
-            ids = torch.cat([ids, next_id], dim=1)
-    finally:
-        model.train(was_training)
-    return ids
+    new = list(
+        iter_tokens(
+            model,
+            input_ids,
+            max_new_tokens,
+            block_size=block_size,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+        )
+    )
+    return torch.cat([input_ids, *new], dim=1)
+
+
+class TextStream:
+    """Decodes ids as they arrive into pieces whose concatenation is `decode(all ids)`.
+
+    A multi-byte character split over tokens (byte or byte-level BPE tokenizers) decodes to
+    U+FFFD until it is complete, so a piece is held back while the text ends in one. Each
+    piece is the decode of a short window that starts one emitted piece earlier, so
+    tokenizers that drop or add a leading space at the start of a text are handled too.
+    """
+
+    # More tokens than any character spans: past it the tail is garbage, shown as it is.
+    HOLD_LIMIT = 32
+
+    def __init__(self, tokenizer: ITokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._prefix = 0  # start of the decode window
+        self._read = 0  # end of what has been shown
+
+    def push(self, ids: Sequence[int]) -> str:
+        """The new text that `ids` complete ("" while a character is still incomplete)."""
+        self._ids.extend(ids)
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        """Whatever is still held back (an incomplete character shows as U+FFFD)."""
+        return self._advance(final=True)
+
+    def _advance(self, final: bool) -> str:
+        if self._read == len(self._ids):
+            return ""
+        decode = self._tokenizer.decode
+        text = decode(self._ids[self._prefix :])
+        held = len(self._ids) - self._read
+        if not final and text.endswith("\ufffd") and held < self.HOLD_LIMIT:
+            return ""
+        shown = decode(self._ids[self._prefix : self._read])
+        self._prefix, self._read = self._read, len(self._ids)
+        return text[len(shown) :]
