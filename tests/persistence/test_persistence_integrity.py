@@ -323,3 +323,19 @@ def test_integer_tensors_are_never_cast_on_load(ckpt_dir) -> None:
     wider = _Counter(torch.int64)  # float16 -> float32 still casts, as before
     Checkpointer(ckpt_dir).load(half, wider)
     assert wider.weight.dtype == torch.float32
+
+
+def test_retention_keeps_the_branch_being_continued(ckpt_dir, make_trained) -> None:
+    """Saved 10..60, then resumed from step_20 and saved 30 and 40: those two are the
+    newest, so keep_last=2 keeps them and deletes the abandoned 50 and 60."""
+    _save_steps(ckpt_dir, make_trained, [10, 20, 30, 40, 50, 60])
+    checkpointer = Checkpointer(ckpt_dir, keep_last=2)
+    model, optimizer = make_trained(steps=0)
+    checkpointer.load(ckpt_dir / "step_20", model, optimizer)
+    checkpointer.save(TrainState(step=30), model, optimizer)
+    checkpointer.save(TrainState(step=40), model, optimizer)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["step_30", "step_40"]
+    assert checkpointer.latest() == ckpt_dir / "step_40"
+    meta = json.loads((ckpt_dir / "step_40" / "state.json").read_text())
+    assert meta["parent"] == "step_30"
+    assert json.loads((ckpt_dir / "step_30" / "state.json").read_text())["parent"] == "step_20"
