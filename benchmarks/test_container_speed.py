@@ -59,8 +59,9 @@ from neat.monitoring import EventBus
 from neat.optimization import AdamWFactory, resolve_precision
 from neat.optimization.adamw import AdamWConfig
 from neat.persistence import Checkpointer
+from neat.persistence.manifest import CHECKPOINTS_DIR
 from neat.training.device import resolve_device
-from neat.training.run_dir import CHECKPOINTS, write_run_files
+from neat.training.run_dir import write_run_files
 from neat.training.trainer import Schedule, Trainer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "examples" / "data" / "tinyshakespeare.txt"
@@ -152,7 +153,7 @@ def build_by_hand(config: ExperimentConfig, run_dir: Path) -> Trainer:
         train_batches=sampler,
         evaluator=evaluator,
         checkpointer=Checkpointer(
-            run_dir / CHECKPOINTS,
+            run_dir / CHECKPOINTS_DIR,
             keep_last=config.checkpoint.keep_last,
             metadata=config.model_dump(mode="json"),
         ),

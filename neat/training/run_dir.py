@@ -40,9 +40,6 @@ __all__ = [
     "write_run_files",
 ]
 
-CHECKPOINTS = CHECKPOINTS_DIR  # kept for callers that import it from here
-
-
 class RunDirError(NeatError):
     """The run directory is in use by another process, or cannot be written."""
 
