@@ -40,6 +40,7 @@ __all__ = [
     "write_run_files",
 ]
 
+
 class RunDirError(NeatError):
     """The run directory is in use by another process, or cannot be written."""
 
