@@ -26,13 +26,17 @@ Rules:
 - A continuation piece first repeats up to `overlap_chars` of whole trailing lines of the
   piece before, taken from prose only (never headings, code, tables or HTML: a fence is never
   reopened without its closing), and drops them when they leave no room.
-- A chunk over `max_chars` is one line, or one heading, that cannot be cut.
+- No chunk is over `max_chars`. A piece that whole lines cannot bring under it (one long
+  line, a long heading) is cut inside its lines: after the last sentence end that fills at
+  least half a chunk, else at the last whitespace, else anywhere; such a chunk's text is the
+  part of its lines it holds, whitespace at its edges dropped, and it carries no overlap.
 - `kind`: "code" when the body is fenced or indented code only, "table" when tables only,
   "mixed" when code or a table (at any depth) shares the chunk with other text, else "prose".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +120,16 @@ def parse_markdown(text: str, path: str, chunking: ChunkingConfig) -> ParsedFile
         start, end = blocks[section.first].start, blocks[section.stop - 1].end
         for a, b in chunker.pieces(start, end):
             kind = chunker.kind(a, b)
-            chunks.append(Chunk(path, section.path, a + 1, b, lines.text(a, b), kind))
+            text = lines.text(a, b)
+            if len(text) <= chunking.max_chars:
+                chunks.append(Chunk(path, section.path, a + 1, b, text, kind))
+                continue
+            line, seen = a, 0  # the line of offset `seen`, counted incrementally
+            for first, stop in _cut_text(text, chunking.max_chars):
+                line += text.count("\n", seen, first)
+                last = line + text.count("\n", first, stop)
+                chunks.append(Chunk(path, section.path, line + 1, last + 1, text[first:stop], kind))
+                seen = first
     return ParsedFile(path, front_matter, body, chunks, tuple(warnings))
 
 
@@ -190,6 +203,43 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
     return []
+
+
+# A sentence end inside a line: its punctuation (and closing quotes or markup) before a space.
+_SENTENCE_END = re.compile(r"[.!?:][\"')\]*_`]*(?=\s)")
+
+
+def _cut_text(text: str, limit: int) -> Iterator[tuple[int, int]]:
+    """Spans of `text` of at most `limit` characters, without whitespace at their edges,
+    together holding every other character in order. Linear in the text: each window is
+    searched once."""
+    n = len(text)
+    pos = _skip_space(text, 0)
+    while pos < n:
+        cut = n if n - pos <= limit else _cut_point(text, pos, pos + limit)
+        stop = cut
+        while text[stop - 1].isspace():
+            stop -= 1
+        yield pos, stop
+        pos = _skip_space(text, cut)
+
+
+def _cut_point(text: str, pos: int, limit: int) -> int:
+    """Where a piece starting at `pos` (not whitespace) ends, at most at `limit`: after a
+    sentence that fills half of it, else at whitespace, else at `limit` itself."""
+    sentence = -1
+    for match in _SENTENCE_END.finditer(text, pos, limit + 1):  # + 1: the space after
+        sentence = match.end()
+    if 2 * (sentence - pos) >= limit - pos:
+        return sentence
+    space = max(text.rfind(c, pos + 1, limit + 1) for c in " \t\n")
+    return space if space > pos else limit
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
 
 
 class _Lines:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 __all__ = ["CHUNKER_VERSION", "Chunk", "ChunkKind", "FileRecord", "ParsedFile", "search_text"]
 
 # Bump when chunking changes what it produces: every file is then re-chunked on the next build.
-CHUNKER_VERSION = "1"
+# 2: no chunk is over max_chars (a long line is cut inside).
+CHUNKER_VERSION = "2"
 
 ChunkKind = Literal["prose", "code", "table", "mixed"]
 HEADING_SEPARATOR = " > "
@@ -32,7 +33,8 @@ class Chunk:
     count the file's own lines (front matter included), so an editor can jump to them.
     `heading_path` holds the headings from the top down to and including the chunk's own
     section heading (empty before the first heading). `text` is the markdown source of the
-    chunk's lines (the heading line included when the chunk starts its section).
+    chunk's lines (the heading line included when the chunk starts its section), or the
+    part of them it holds when one line alone is longer than `max_chars`.
     """
 
     path: str

@@ -3,6 +3,7 @@ ranges, on hand-written documents, four real rust-book chapters and fuzzed text.
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -39,6 +40,19 @@ def is_setext_underline(line: str) -> bool:
     return set(stripped) in ({"="}, {"-"})
 
 
+def assert_part_of_lines(text: str, piece: list[str]) -> None:
+    """`text` starts inside the first line of `piece`, ends inside the last, and holds every
+    line between; no whitespace at its edges."""
+    assert text == text.strip() and text
+    parts = text.split("\n")
+    assert len(parts) == len(piece), (text, piece)
+    if len(parts) == 1:
+        assert parts[0] in piece[0]
+    else:
+        assert piece[0].endswith(parts[0]) and piece[-1].startswith(parts[-1])
+        assert parts[1:-1] == piece[1:-1]
+
+
 def assert_invariants(text: str, parsed: ParsedFile, chunking: ChunkingConfig) -> None:
     """What every parse must satisfy, whatever the input."""
     lines = source_lines(text)
@@ -46,23 +60,28 @@ def assert_invariants(text: str, parsed: ParsedFile, chunking: ChunkingConfig) -
     body_lines = parsed.body.split("\n") if parsed.body else []
     first_body = len(lines) - len(body_lines)
     previous: Chunk | None = None
+    previous_partial = False
     for chunk in parsed.chunks:
         assert chunk.path == "docs/page.md"
         assert first_body < chunk.start_line <= chunk.end_line <= len(lines)
         piece = lines[chunk.start_line - 1 : chunk.end_line]
-        assert chunk.text == "\n".join(piece)
         assert piece[0].strip() and piece[-1].strip()
         assert chunk.kind in ("prose", "code", "table", "mixed")
-        if len(chunk.text) > chunking.max_chars:  # only what cannot be cut: a line, a heading
-            assert len(piece) == 1 or is_setext_underline(piece[-1]), chunk
+        assert len(chunk.text) <= chunking.max_chars, chunk
+        partial = chunk.text != "\n".join(piece)
+        if partial:  # cut inside its lines: a part of exactly those lines, trimmed
+            assert_part_of_lines(chunk.text, piece)
         if previous is not None:
-            assert chunk.start_line > previous.start_line
-            assert chunk.end_line > previous.end_line
-            if chunk.start_line <= previous.end_line:  # the declared overlap, nothing more
-                assert chunk.heading_path == previous.heading_path
+            if partial or previous_partial:  # parts of one line follow each other, unshared
+                assert chunk.start_line >= previous.end_line
+            else:
+                assert chunk.start_line > previous.start_line
+                assert chunk.end_line > previous.end_line
+            if chunk.start_line <= previous.end_line and not (partial or previous_partial):
+                assert chunk.heading_path == previous.heading_path  # the declared overlap
                 shared = "\n".join(lines[chunk.start_line - 1 : previous.end_line])
                 assert len(shared) <= chunking.overlap_chars
-        previous = chunk
+        previous, previous_partial = chunk, partial
     covered: set[int] = set()
     for chunk in parsed.chunks:
         covered.update(range(chunk.start_line, chunk.end_line + 1))
@@ -347,16 +366,54 @@ def test_a_short_block_before_an_oversized_one_is_topped_up_rather_than_left_a_s
     assert parsed.chunks[-1].text.endswith("- [Chapter 19](ch19.md)")
 
 
-def test_a_single_overlong_line_is_its_own_chunk() -> None:
-    long_line = "word " * 100
-    text = f"# Title\n\nShort.\n\n{long_line.strip()}\n\nShort again.\n"
+def test_a_single_overlong_line_is_cut_at_spaces() -> None:
+    long_line = ("word " * 100).strip()
+    text = f"# Title\n\nShort.\n\n{long_line}\n\nShort again.\n"
     chunking = ChunkingConfig(max_chars=120, overlap_chars=10)
     parsed = parse_markdown(text, "docs/page.md", chunking)
-    assert [c.text for c in parsed.chunks] == [
-        "# Title\n\nShort.",
-        long_line.strip(),
-        "Short again.",
+    words = " ".join(["word"] * 24)  # 119 characters: the most whole words that fit
+    assert [(c.text, c.start_line, c.end_line) for c in parsed.chunks] == [
+        ("# Title\n\nShort.", 1, 3),
+        (words, 5, 5),
+        (words, 5, 5),
+        (words, 5, 5),
+        (words, 5, 5),
+        ("word word word word", 5, 5),
+        ("Short again.", 7, 7),
     ]
+    assert_invariants(text, parsed, chunking)
+
+
+def test_one_huge_paragraph_line_is_cut_by_sentences_then_words_then_characters() -> None:
+    sentences = [f"Sentence number {i} says a few words about the topic." for i in range(4000)]
+    run_on = " ".join(f"word{i}" for i in range(300))  # one sentence of 2,390 characters
+    token = "x" * 5000  # no place to cut at all
+    line = " ".join([*sentences[:2000], run_on + ".", token, *sentences[2000:]])
+    text = f"# Big\n\n{line}\n\nAfter.\n"
+    assert len(line) > 200_000
+    chunking = ChunkingConfig(max_chars=1000, overlap_chars=100)
+    started = time.perf_counter()
+    parsed = parse_markdown(text, "docs/page.md", chunking)
+    assert time.perf_counter() - started < 2.0
+    texts = [c.text for c in parsed.chunks]
+    assert max(len(t) for t in texts) <= 1000
+    assert (texts[0], texts[-1]) == ("# Big", "After.")
+    assert "".join(texts[1:-1]).replace(" ", "") == line.replace(" ", "")  # nothing lost
+    only_sentences = [t for t in texts[1:-1] if not re.search(r"word\d|x", t)]
+    assert len(only_sentences) > 200  # whole sentences, cut between them
+    assert all(t.startswith("Sentence number") and t.endswith("topic.") for t in only_sentences)
+    assert ("x" * 1000) in texts
+    assert_invariants(text, parsed, chunking)
+
+
+def test_an_overlong_heading_and_code_line_are_cut_too() -> None:
+    heading = "# " + "Title " * 60
+    code = "```\n" + "y = 1; " * 100 + "\n```"
+    text = f"{heading.strip()}\n\nText.\n\n{code}\n"
+    chunking = ChunkingConfig(max_chars=100, overlap_chars=0)
+    parsed = parse_markdown(text, "docs/page.md", chunking)
+    assert max(len(c.text) for c in parsed.chunks) <= 100
+    assert {c.kind for c in parsed.chunks if "y = 1" in c.text} == {"code"}
     assert_invariants(text, parsed, chunking)
 
 
