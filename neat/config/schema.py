@@ -57,6 +57,10 @@ class TrainingConfig(StrictModel):
     activation_checkpointing: bool = Field(
         default=False, description="recompute each block's activations in backward (less memory)"
     )
+    init_from_tokenizer: Literal["check", "ignore"] = Field(
+        default="check",
+        description="ignore: model.init_from may load weights trained with another tokenizer",
+    )
 
 
 class MonitoringConfig(StrictModel):

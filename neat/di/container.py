@@ -89,7 +89,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         dist=dist,
     )
     checkpointer = providers.Singleton(
-        f.make_checkpointer, config=config, run_dir=run_dir, dist=dist
+        f.make_checkpointer, config=config, run_dir=run_dir, dist=dist, tokenizer=tokenizer
     )
     event_bus = providers.Singleton(EventBus)
     monitors = providers.Factory(

@@ -40,6 +40,7 @@ from neat.interfaces.contexts import (
 )
 from neat.models.load import build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
+from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import CHECKPOINTS_DIR
 from neat.training.device import enable_fast_math
 from neat.training.distributed import (
@@ -156,6 +157,12 @@ def make_train_batches(
 # -- model and optimizer -------------------------------------------------------------------------
 
 
+INIT_FROM_TOKENIZER_FIX = (
+    "use the data and tokenizer settings it was trained with, or set "
+    "training.init_from_tokenizer: ignore to start from its weights anyway"
+)
+
+
 def make_model(
     model: ModelConfig, training: TrainingConfig, tokenizer: ITokenizer, *, init_from: bool = True
 ) -> nn.Module:
@@ -171,6 +178,8 @@ def make_model(
         setattr(module, "activation_checkpointing", True)  # noqa: B010  (nn.Module typing)
     if model.init_from and init_from:
         checkpoint = resolve_checkpoint(Path(model.init_from))
+        if training.init_from_tokenizer == "check":
+            check_tokenizer_matches(checkpoint, tokenizer, fix=INIT_FROM_TOKENIZER_FIX)
         Checkpointer(checkpoint.parent).load(checkpoint, module)
         log.info("model_initialised_from", checkpoint=str(checkpoint))
     return module
@@ -233,7 +242,10 @@ def make_evaluator(
 
 
 def make_checkpointer(
-    config: ExperimentConfig, run_dir: Path, dist: DistInfo = SINGLE
+    config: ExperimentConfig,
+    run_dir: Path,
+    dist: DistInfo = SINGLE,
+    tokenizer: ITokenizer | None = None,
 ) -> Checkpointer:
     """Rank 0 writes; the other ranks' checkpointer only takes part in gathering shards. The
     whole config goes into every checkpoint, so a checkpoint alone rebuilds its model."""
@@ -242,6 +254,7 @@ def make_checkpointer(
         keep_last=config.checkpoint.keep_last,
         metadata=config.model_dump(mode="json"),
         writer=dist.is_main,
+        tokenizer=tokenizer,  # a resume refuses a checkpoint of another tokenizer
     )
 
 

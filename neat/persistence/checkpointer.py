@@ -23,8 +23,10 @@ import torch
 
 from neat.errors import CheckpointError, ConfigError
 from neat.files import fsync_dir, fsync_file, pid_alive, sha256_file, write_json_atomic
+from neat.interfaces import ITokenizer
 from neat.interfaces.records import TrainState
 from neat.persistence import files
+from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import (
     FORMAT_VERSION,
     MODEL_FILE,
@@ -60,6 +62,10 @@ log = structlog.get_logger(__name__)
 
 _REPLACED_PREFIX = f"{TMP_PREFIX}replaced-"
 _RESERVED = {STATE_FILE, MODEL_FILE, OPTIMIZER_TENSORS, OPTIMIZER_JSON}
+_RESUME_TOKENIZER_FIX = (
+    "resume with the data and tokenizer settings the run was trained with, or start a new "
+    "run from these weights with model.init_from (and training.init_from_tokenizer: ignore)"
+)
 # A full disk, a full quota and a file-size limit (RLIMIT_FSIZE) all mean: no room to save.
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -74,6 +80,9 @@ class Checkpointer:
     In multi-process training every rank calls `save` (gathering a sharded model is a
     collective) but only the one built with `writer=True` (rank 0) touches the disk; the
     others return the path it writes.
+
+    `tokenizer` (the run's) is compared with a checkpoint's own before a resume: a run
+    continued with another mapping of token ids would train on garbage without a word.
     """
 
     def __init__(
@@ -82,6 +91,7 @@ class Checkpointer:
         keep_last: int = 2,
         metadata: Mapping[str, Any] | None = None,
         writer: bool = True,
+        tokenizer: ITokenizer | None = None,
     ) -> None:
         if keep_last < 1:
             raise ConfigError(f"checkpoint keep_last must be at least 1, got {keep_last}")
@@ -89,6 +99,7 @@ class Checkpointer:
         self.keep_last = keep_last
         self.metadata = dict(metadata) if metadata is not None else None
         self.writer = writer
+        self.tokenizer = tokenizer
         self._swept = False
         self._known_complete: dict[str, int] = {}  # dir name -> state.json mtime_ns
         self._seq: int | None = None  # the save_seq of this run's newest checkpoint
@@ -192,6 +203,8 @@ class Checkpointer:
                 )
             if meta["rng_state"]:
                 check_rng_states(meta["rng_state"], str(state_path))
+            if self.tokenizer is not None:
+                check_tokenizer_matches(path, self.tokenizer, fix=_RESUME_TOKENIZER_FIX)
         version = meta["format_version"]
         if optimizer is not None and version < FORMAT_VERSION:
             raise CheckpointError(

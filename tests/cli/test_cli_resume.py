@@ -288,3 +288,42 @@ def test_resume_past_max_steps_is_refused(tiny_config: Path, tmp_path: Path) -> 
     assert "is at step 20, beyond training.max_steps=10" in result.stderr
     assert "raise training.max_steps" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written
+
+
+def _replace_a_character(corpus: Path) -> None:
+    """The same vocabulary size, other ids: 'z' becomes '~' (absent), which sorts last."""
+    text = corpus.read_text(encoding="utf-8")
+    assert "z" in text and "~" not in text
+    corpus.write_text(text.replace("z", "~"), encoding="utf-8")
+
+
+def test_resume_refuses_a_tokenizer_that_maps_ids_differently(
+    tiny_config: Path, corpus: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    _train(tiny_config, run, "--set", "training.max_steps=10")
+    _replace_a_character(corpus)
+    result = CliRunner().invoke(
+        cli, ["train", "-c", str(tiny_config), "--run-dir", str(run), "--resume", "auto"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "maps token ids differently from this run's tokenizer" in result.stderr
+    assert "only in the checkpoint: ['z']; only in this run: ['~']" in result.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_10"]
+
+
+def test_init_from_refuses_another_tokenizer_unless_told_to_ignore_it(
+    tiny_config: Path, corpus: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    _train(tiny_config, source, "--set", "training.max_steps=10")
+    _replace_a_character(corpus)
+    init = ["--set", f"model.init_from={source}", "--set", "training.max_steps=5"]
+    refused = CliRunner().invoke(
+        cli, ["train", "-c", str(tiny_config), "--run-dir", str(tmp_path / "new"), *init]
+    )
+    assert refused.exit_code == 2, refused.output
+    assert "maps token ids differently" in refused.stderr
+    assert "training.init_from_tokenizer: ignore" in refused.stderr
+    assert not (tmp_path / "new").exists()
+    _train(tiny_config, tmp_path / "new", *init, "--set", "training.init_from_tokenizer=ignore")
