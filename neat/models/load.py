@@ -11,10 +11,11 @@ from torch import nn
 
 from neat.config import ExperimentConfig, ModelConfig, build, validate_config
 from neat.data.tokenizers import load_tokenizer
-from neat.errors import ConfigError
+from neat.errors import CheckpointError, ConfigError
 from neat.interfaces import ITokenizer
 from neat.interfaces.contexts import ModelContext
 from neat.persistence import Checkpointer, read_checkpoint_meta, resolve_checkpoint
+from neat.persistence.manifest import STATE_FILE, TOKENIZER_FILE
 
 __all__ = ["build_model", "load_trained_model"]
 
@@ -39,8 +40,14 @@ def load_trained_model(
     """Model (weights loaded, on `device`), tokenizer and config from the checkpoint alone."""
     path = resolve_checkpoint(checkpoint)
     meta = read_checkpoint_meta(path)
-    config = validate_config(meta["config"], source=str(path / "state.json"))
-    tokenizer = load_tokenizer(path / "tokenizer.json")
+    saved = meta.get("config")
+    if saved is None:  # a hand-written, weights-only checkpoint may leave it out
+        raise CheckpointError(
+            f"checkpoint {path} stores no config in its {STATE_FILE}, so its model cannot be "
+            'rebuilt from it alone; add the run\'s resolved config under "config"'
+        )
+    config = validate_config(saved, source=str(path / STATE_FILE))
+    tokenizer = load_tokenizer(path / TOKENIZER_FILE)
     model = build_model(config.model, tokenizer, config.training.seed)
     Checkpointer(path.parent).load(path, model)
     model.to(device)

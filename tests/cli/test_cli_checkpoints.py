@@ -169,3 +169,15 @@ def test_run_and_checkpoint_files_are_0644_whatever_the_umask(
     written = [run / "config.yaml", run / "tokenizer.json", *checkpoint.iterdir()]
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
     assert modes == dict.fromkeys(modes, "0o644"), modes
+
+
+def test_a_checkpoint_without_a_config_cannot_generate_and_says_why(
+    run: Path, tmp_path: Path
+) -> None:
+    checkpoint = _weights_only(run, tmp_path / "bare")
+    state = json.loads((checkpoint / "state.json").read_text())
+    del state["config"]
+    (checkpoint / "state.json").write_text(json.dumps(state))
+    code, _, err = invoke("generate", "--checkpoint", str(checkpoint), "--prompt", "RO")
+    assert code == 2
+    assert f"checkpoint {checkpoint} stores no config in its state.json" in err
