@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def stream_text(
     top_p: float | None = None,
     seed: int = 1337,
     device: str = "auto",
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """The pieces of `generate_text`'s result (same seed, same text) as they are sampled.
 
     Settings, checkpoint and device are checked here, before the first piece is asked for.
@@ -108,7 +108,9 @@ def stream_text(
     return _pieces(TextStream(tokenizer), ids, tokens)
 
 
-def _pieces(stream: TextStream, ids: torch.Tensor, tokens: Iterator[torch.Tensor]) -> Iterator[str]:
+def _pieces(
+    stream: TextStream, ids: torch.Tensor, tokens: Iterator[torch.Tensor]
+) -> Generator[str, None, None]:
     if piece := stream.push(ids[0].tolist()):
         yield piece
     for next_id in tokens:

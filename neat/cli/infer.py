@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from neat.cli.common import config_options, user_errors
+from neat.evaluation.generation import MAX_NEW_TOKENS, MAX_SEED
 
 
 @click.command(name="eval")
@@ -43,6 +48,59 @@ def evaluate(
             click.echo(f"{key:>10}: {shown}")
 
 
+class _FiniteFloat(click.ParamType[float]):
+    """A float in [low, high]; click's FloatRange lets NaN and inf through."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float | None = None, hint: str = "") -> None:
+        self.low, self.high, self.hint = low, high, hint
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = float(click.FLOAT.convert(value, param, ctx))
+        if (
+            math.isfinite(number)
+            and number >= self.low
+            and (self.high is None or number <= self.high)
+        ):
+            return number
+        wanted = (
+            f"between {self.low:g} and {self.high:g}"
+            if self.high is not None
+            else (f"a finite number >= {self.low:g}")
+        )
+        self.fail(f"{value!r} is not {wanted}{self.hint}", param, ctx)
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a device that is not there before the checkpoint is loaded."""
+    import torch
+
+    usage = "use auto, cpu, cuda, cuda:N or mps"
+    if value == "auto":
+        return value
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"{value!r} is not a device; {usage}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise click.BadParameter(f"{value!r}: CUDA is not available here; use auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise click.BadParameter(
+                f"{value!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise click.BadParameter(f"{value!r}: MPS is not available here; use auto or cpu")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"{value!r} is not supported for generation; {usage}")
+    return value
+
+
 @click.command()
 @click.option(
     "--checkpoint",
@@ -51,20 +109,46 @@ def evaluate(
     help="A run directory (its latest complete checkpoint) or a checkpoint directory.",
 )
 @click.option("--prompt", default="\n", show_default=True, help="Text to continue.")
-@click.option("--max-new-tokens", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--max-new-tokens",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, MAX_NEW_TOKENS),
+    help=f"Tokens to sample after the prompt, at most {MAX_NEW_TOKENS:,}.",
+)
 @click.option(
     "--temperature",
     default=0.8,
     show_default=True,
-    type=click.FloatRange(min=0.0),
+    type=_FiniteFloat(0.0, hint=" (0 means greedy)"),
     help="0 means greedy decoding.",
 )
-@click.option("--top-k", default=None, type=click.IntRange(min=1), help="Keep the k likeliest.")
 @click.option(
-    "--top-p", default=None, type=click.FloatRange(0.0, 1.0), help="Nucleus sampling mass."
+    "--top-k",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Keep the k likeliest tokens (1: greedy).",
 )
-@click.option("--seed", default=1337, show_default=True, type=int, help="Same seed, same text.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option(
+    "--top-p",
+    default=None,
+    type=_FiniteFloat(0.0, 1.0, hint=" (0 keeps only the likeliest token, 1 keeps all)"),
+    help="Nucleus sampling: keep the fewest tokens whose probability reaches P (0: greedy).",
+)
+@click.option(
+    "--seed",
+    default=1337,
+    show_default=True,
+    type=click.IntRange(0, MAX_SEED),
+    help="Same seed, same text (0 to 2**63 - 1).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=_check_device,
+    help="auto | cpu | cuda | cuda:N | mps",
+)
 @user_errors
 def generate(
     checkpoint: Path,
@@ -76,10 +160,10 @@ def generate(
     seed: int,
     device: str,
 ) -> None:
-    """Sample a continuation of PROMPT from a trained model."""
-    from neat.inference import generate_text
+    """Sample a continuation of PROMPT from a trained model, printed as it is produced."""
+    from neat.inference import stream_text
 
-    text = generate_text(
+    pieces = stream_text(
         checkpoint,
         prompt,
         max_new_tokens=max_new_tokens,
@@ -89,4 +173,14 @@ def generate(
         seed=seed,
         device=device,
     )
-    click.echo(text)
+    try:
+        for piece in pieces:
+            click.echo(piece, nl=False)  # click.echo flushes
+        click.echo()
+    except KeyboardInterrupt:
+        click.echo()
+        sys.exit(130)
+    except BrokenPipeError:  # `neat generate ... | head`: the reader has seen enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        sys.exit(141)
