@@ -143,14 +143,16 @@ def test_stream_text_yields_long_before_generation_ends(root: Path) -> None:
     pieces.close()
 
 
-def test_cli_prints_tokens_as_they_are_produced(root: Path) -> None:
-    """Through a pipe, as a user sees it: text arrives while a million tokens are still due."""
+def test_cli_prints_tokens_as_they_are_produced(root: Path, tmp_path: Path) -> None:
+    """Through a pipe, as `neat generate ... | head` sees it: text arrives while a million
+    tokens are still due, and when the reader closes the pipe generate stops quietly."""
     args = ["generate", "--checkpoint", str(root / "char"), "--prompt", "ROMEO:"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neat", *args, "--max-new-tokens", str(MAX_NEW_TOKENS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    with (tmp_path / "stderr").open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "neat", *args, "--max-new-tokens", str(MAX_NEW_TOKENS)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
     assert proc.stdout is not None
     received = b""
     deadline = time.monotonic() + 120
@@ -162,11 +164,14 @@ def test_cli_prints_tokens_as_they_are_produced(root: Path) -> None:
                     chunk = os.read(proc.stdout.fileno(), 4096)
                     assert chunk, "generate exited before printing"
                     received += chunk
+        proc.stdout.close()
+        code = proc.wait(timeout=60)
     finally:
         proc.kill()
         proc.wait()
-        proc.stdout.close()
     assert received.startswith(b"ROMEO:") and len(received) >= len("ROMEO:") + 10
+    err = (tmp_path / "stderr").read_text()
+    assert code == 141 and "Traceback" not in err and "Exception ignored" not in err, err
 
 
 def test_empty_prompt(root: Path) -> None:
