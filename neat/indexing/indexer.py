@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from neat.config.indexing import ChunkingConfig, IndexingConfig
 from neat.errors import ConfigError, DataError
 from neat.indexing.embedders import embedder_fingerprint
 from neat.indexing.fusion import reciprocal_rank_fusion
+from neat.indexing.integrity import check_index, stat_unchanged
 from neat.indexing.markdown import parse_markdown
 from neat.indexing.records import (
     CHUNKER_VERSION,
@@ -49,7 +49,6 @@ from neat.indexing.scan import ScannedFile, content_skip_reason, scan
 from neat.indexing.store import (
     ChunkRow,
     FileRow,
-    IndexDatabaseError,
     IndexStore,
     RootRow,
     compact_snippet,
@@ -65,10 +64,6 @@ SEARCH_MODES = ("bm25", "dense", "hybrid")
 _FLUSH_FILES = 64
 _FLUSH_TEXTS = 256
 _EMBED_BATCH = 256
-# A file modified this close to (or after) the moment it was indexed may have changed again
-# within one mtime tick (coarse on some file systems: 1-2 s), so its stat is not trusted and
-# its bytes are hashed again: git's "racily clean" entries (Documentation/technical/racy-git).
-_RACY_WINDOW_S = 2.0
 
 FileKey = tuple[int, str]  # (root id, path relative to the root's folder)
 
@@ -127,28 +122,6 @@ class _Target:
 
     def covers(self, rel: str) -> bool:
         return not self.prefix or rel == self.prefix or rel.startswith(self.prefix + "/")
-
-
-def _problem(kind: str, path: Path | str, detail: str) -> dict[str, str]:
-    return {"kind": kind, "path": str(path), "detail": detail}
-
-
-# What `check(repair=True)` does about each kind of problem.
-_REPAIRS = {
-    "integrity": "full-text index rebuilt",
-    "fts_mismatch": "full-text index rebuilt",
-    "fts_orphan": "full-text index rebuilt",
-    "chunks_missing": "file re-indexed",
-    "orphan_chunks": "chunks without a file deleted",
-    "embedder_changed": "all chunks re-embedded",
-    "vectors_missing": "vectors computed",
-    "file_missing": "removed from the index",
-    "file_excluded": "removed from the index",
-    "file_changed": "file re-indexed",
-    "file_new": "file indexed",
-    "chunker_changed": "file re-chunked",
-    "root_missing": "root removed from the index",
-}
 
 
 class MarkdownIndexer:
@@ -282,7 +255,7 @@ class MarkdownIndexer:
         cannot be read as UTF-8 text (the reason goes to `report.skipped`)."""
         # Only an entry chunked the current way can stand; any other is re-chunked.
         fresh = known if known is not None and known.chunker == self._chunker else None
-        if fresh is not None and _stat_unchanged(fresh, file):
+        if fresh is not None and stat_unchanged(fresh, file):
             report.unchanged += 1
             return "unchanged"
         try:
@@ -555,145 +528,15 @@ class MarkdownIndexer:
     # ------------------------------------------------------------------ check
 
     def check(self, repair: bool = False) -> dict[str, Any]:
-        """Find inconsistencies: SQLite and FTS5 integrity, chunks vs full-text rows, chunks
-        vs manifest, missing vectors, manifest vs the files on disk.
-
-        Returns {"ok", "problems", "repaired", "remaining"}; each problem is {"kind", "path",
-        "detail"}. With `repair`, rebuilds the full-text table when needed, re-indexes
-        changed, new and damaged files from disk, removes vanished ones and embeds missing
-        vectors; "remaining" lists what a second check still finds.
-        """
-        try:
-            problems = self._problems()
-        except sqlite3.DatabaseError as exc:
-            raise IndexDatabaseError(
-                f"the index {self.db} is damaged beyond checking ({exc}); delete it and run "
-                "`neat index build` again (it is rebuilt from the source files)"
-            ) from exc
-        if not repair or not problems:
-            return {"ok": not problems, "problems": problems, "repaired": [], "remaining": problems}
-        with self._store.writer():
-            self._repair(problems)
-            remaining = self._problems()
-        still = {(p["kind"], p["path"]) for p in remaining}
-        repaired = [
-            _problem(p["kind"], p["path"], _REPAIRS.get(p["kind"], "repaired"))
-            for p in problems
-            if (p["kind"], p["path"]) not in still
-        ]
-        return {
-            "ok": not remaining,
-            "problems": problems,
-            "repaired": repaired,
-            "remaining": remaining,
-        }
-
-    def _problems(self) -> list[dict[str, str]]:
-        return [*self._database_problems(), *self._vector_problems(), *self._disk_problems()]
-
-    def _database_problems(self) -> list[dict[str, str]]:
-        store = self._store
-        roots = {r.id: r for r in store.roots()}
-
-        def where(root_id: int, rel: str) -> str:
-            root = roots.get(root_id)
-            return str(root.base / rel) if root else rel
-
-        found = [_problem("integrity", self.db, e) for e in store.integrity_errors()]
-        mismatched, orphans = store.fts_mismatches()
-        found += [
-            _problem(
-                "fts_mismatch",
-                where(r, p),
-                f"{n} chunk(s) missing or different in the full-text index",
-            )
-            for r, p, n in mismatched
-        ]
-        if orphans:
-            found.append(
-                _problem("fts_orphan", self.db, f"{orphans} full-text row(s) without a chunk")
-            )
-        found += [
-            _problem("chunks_missing", where(r, p), _count_detail(want, have))
-            for r, p, want, have in store.chunk_count_mismatches()
-        ]
-        if orphan := store.orphan_chunks():
-            found.append(
-                _problem("orphan_chunks", self.db, f"{orphan} chunk(s) of no indexed file")
-            )
-        return found
-
-    def _vector_problems(self) -> list[dict[str, str]]:
-        """Only for an index that has (or should have) vectors."""
-        stored = self._store.get_meta("embedder")
-        if self.embedder is None and stored is None:
-            return []
-        found = []
-        if self.embedder is not None and stored != embedder_fingerprint(self.embedder):
-            found.append(
-                _problem(
-                    "embedder_changed",
-                    self.db,
-                    f"vectors are of {stored}, "
-                    f"indexing.embedder is {embedder_fingerprint(self.embedder)}",
-                )
-            )
-        roots = {r.id: r for r in self._store.roots()}
-        found += [
-            _problem(
-                "vectors_missing",
-                roots[r].base / p if r in roots else p,
-                f"{n} chunk(s) without a vector",
-            )
-            for r, p, n in self._store.missing_vectors()
-        ]
-        return found
-
-    def _disk_problems(self) -> list[dict[str, str]]:
-        found: list[dict[str, str]] = []
-        for root in self._store.roots():
-            if not root.path.exists():
-                found.append(_problem("root_missing", root.path, "indexed path no longer exists"))
-                continue
-            manifest = self._store.manifest(root.id)
-            on_disk = {
-                posix_rel(f.path, root.base): f for f in scan([root.path], self.config).files
-            }
-            for rel, row in sorted(manifest.items()):
-                file = on_disk.get(rel)
-                path = root.base / rel
-                if file is None and path.exists():
-                    found.append(_problem("file_excluded", path, "no longer matched by the config"))
-                elif file is None:
-                    found.append(_problem("file_missing", path, "indexed file is gone from disk"))
-                elif row.chunker != self._chunker:
-                    found.append(
-                        _problem(
-                            "chunker_changed",
-                            path,
-                            f"chunked with {row.chunker}, the current chunking is {self._chunker}",
-                        )
-                    )
-                elif not _stat_unchanged(row, file) and _sha256(path) != row.sha256:
-                    found.append(_problem("file_changed", path, "content differs from the index"))
-            for rel, file in sorted(on_disk.items()):
-                if rel not in manifest and _indexable(file.path):
-                    found.append(_problem("file_new", file.path, "file is not indexed yet"))
-        return found
-
-    def _repair(self, problems: Sequence[dict[str, str]]) -> None:
-        kinds = {p["kind"] for p in problems}
-        if kinds & {"integrity", "fts_mismatch", "fts_orphan"}:
-            self._store.rebuild_fts()
-        if "orphan_chunks" in kinds:
-            self._store.delete_orphan_chunks()
-        for problem in problems:
-            if problem["kind"] == "chunks_missing":
-                for root, rel in self._locate(Path(problem["path"])):
-                    self._store.forget_file_hash(root.id, rel)
-        roots = [r.path for r in self._store.roots()]
-        if roots:
-            self.build(roots)
+        """The index against itself and the files on disk (`neat.indexing.integrity`)."""
+        return check_index(
+            self._store,
+            self.config,
+            chunker=self._chunker,
+            embedder=self.embedder,
+            rebuild=self.build,
+            repair=repair,
+        )
 
 
 def _hit(row: ChunkRow, score: float, snippet: str) -> SearchHit:
@@ -707,18 +550,6 @@ def _hit(row: ChunkRow, score: float, snippet: str) -> SearchHit:
     )
 
 
-def _count_detail(want: int, have: int) -> str:
-    if want != have:
-        return f"the manifest lists {want} chunk(s), the index holds {have}"
-    return "the file's stored body is missing"
-
-
-def _stat_unchanged(known: FileRow, file: ScannedFile) -> bool:
-    """The cheap prefilter: same size and mtime, and that mtime safely before indexing."""
-    settled = file.mtime_ns < (known.indexed_at - _RACY_WINDOW_S) * 1e9
-    return settled and (known.size, known.mtime_ns) == (file.size, file.mtime_ns)
-
-
 def _chunk_count(pending: Sequence[_Parsed]) -> int:
     return sum(len(p.parsed.chunks) for p in pending)
 
@@ -729,17 +560,3 @@ def _under(roots: Sequence[Path] | None) -> Callable[[Path], bool]:
         return lambda path: True
     resolved = [Path(r).expanduser().resolve() for r in roots]
     return lambda path: any(path == r or r in path.parents for r in resolved)
-
-
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def _indexable(path: Path) -> bool:
-    try:
-        return content_skip_reason(path.read_bytes()) is None
-    except OSError:
-        return False

@@ -35,9 +35,7 @@ Schema (version `SCHEMA_VERSION`):
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import sqlite3
 import time
@@ -50,10 +48,12 @@ from typing import Any
 import numpy as np
 
 from neat.errors import NeatError
+from neat.files import FileLock, LockHeld
 from neat.indexing.records import HEADING_SEPARATOR, Chunk
 
 __all__ = [
     "APPLICATION_ID",
+    "FTS_TABLE",
     "SCHEMA_VERSION",
     "ChunkRow",
     "FileRow",
@@ -61,7 +61,6 @@ __all__ = [
     "IndexLockedError",
     "IndexStore",
     "RootRow",
-    "WriterLock",
     "compact_snippet",
     "fts_query",
     "heading_text",
@@ -117,7 +116,7 @@ CREATE TABLE IF NOT EXISTS vectors (content_hash TEXT PRIMARY KEY, vector BLOB N
 """
 
 
-_FTS_TABLE = """
+FTS_TABLE = """
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     heading, body, tokenize = 'porter unicode61'
 )"""
@@ -232,51 +231,17 @@ FROM chunks c JOIN roots r ON r.id = c.root_id
 """
 
 
-class WriterLock:
-    """An exclusive, non-blocking `flock` on `<db>.lock`, holding the writer's pid.
+def _writer_lock(db: Path) -> FileLock:
+    """`<db>.lock`: one writer at a time, refused at once (never waited for) with who holds it."""
+    path = db.with_name(db.name + ".lock")
 
-    flock locks belong to the open file, so a second opener fails even inside the same
-    process; the kernel drops the lock when the holder dies, so no stale lock survives kill -9.
-    Re-entrant within one store (check(repair=True) runs a build).
-    """
+    def held(exc: LockHeld) -> IndexLockedError:
+        return IndexLockedError(
+            f"index {db} is being written by another process (pid {exc.holder}, lock file "
+            f"{path}); wait for it to finish, or stop that process and run again"
+        )
 
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.path = db.with_name(db.name + ".lock")
-        self._fd: int | None = None
-        self._depth = 0
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            self._depth += 1
-            return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise IndexLockedError(
-                f"index {self.db} is being written by another process (pid {holder}, lock file "
-                f"{self.path}); wait for it to finish, or stop that process and run again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._fd, self._depth = fd, 1
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        self._depth -= 1
-        if self._depth == 0:
-            self.close()
-
-    def close(self) -> None:
-        """Let go of the lock whatever the nesting depth."""
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd, self._depth = None, 0
+    return FileLock(path, on_held=held)
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -350,7 +315,7 @@ class IndexStore:
     def __init__(self, db: Path) -> None:
         self.db = Path(db).expanduser().resolve()
         self.db.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = WriterLock(self.db)
+        self.lock = _writer_lock(self.db)
         self._counted: tuple[tuple[int, int], int] | None = None  # see _chunk_count
         self._scratch_changes = 0  # rows the query scratch table changed, all told
         _identify(self.db)
@@ -397,7 +362,7 @@ class IndexStore:
 
     def _create_tables(self) -> None:
         self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        for statement in [*_SCHEMA.split(";"), _FTS_TABLE]:
+        for statement in [*_SCHEMA.split(";"), FTS_TABLE]:
             if statement.strip():
                 self.conn.execute(statement)
         self.conn.executemany(
@@ -461,7 +426,8 @@ class IndexStore:
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 
-    def _bump_generation(self) -> None:
+    def bump_generation(self) -> None:
+        """Inside a transaction: readers holding caches (the vector index) reload."""
         self.conn.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
         )
@@ -502,7 +468,7 @@ class IndexStore:
                 (outer.id, prefix, inner.id),
             )
         self.conn.execute("DELETE FROM roots WHERE id = ?", (inner.id,))
-        self._bump_generation()
+        self.bump_generation()
 
     def drop_root_if_empty(self, root: RootRow) -> bool:
         with self.transaction():
@@ -593,7 +559,7 @@ class IndexStore:
                 "INSERT OR REPLACE INTO bodies (root_id, path, body) VALUES (?, ?, ?)",
                 (root_id, row.path, body),
             )
-            self._bump_generation()
+            self.bump_generation()
         return removed
 
     def remove_file(self, root_id: int, path: str) -> int:
@@ -602,7 +568,7 @@ class IndexStore:
             removed = self._delete_chunks(root_id, path)
             self.conn.execute("DELETE FROM files WHERE root_id = ? AND path = ?", (root_id, path))
             self.conn.execute("DELETE FROM bodies WHERE root_id = ? AND path = ?", (root_id, path))
-            self._bump_generation()
+            self.bump_generation()
         return removed
 
     def _delete_chunks(self, root_id: int, path: str) -> int:
@@ -673,7 +639,7 @@ class IndexStore:
     def put_vectors(self, vectors: Mapping[str, bytes]) -> None:
         with self.transaction():
             self._insert_vectors(vectors)
-            self._bump_generation()
+            self.bump_generation()
 
     def _insert_vectors(self, vectors: Mapping[str, bytes]) -> None:
         self.conn.executemany(
@@ -687,7 +653,7 @@ class IndexStore:
             dropped = self.conn.execute("DELETE FROM vectors").rowcount
             self.set_meta("embedder", fingerprint)
             self.set_meta("embedder_dim", str(dim))
-            self._bump_generation()
+            self.bump_generation()
         return dropped
 
     def collect_vectors(self) -> int:
@@ -778,99 +744,13 @@ class IndexStore:
         found = dict(self.conn.execute("SELECT doc, term FROM temp.neat_query_vocab").fetchall())
         return [str(found.get(i, w)) for i, w in enumerate(words)]
 
-    # ------------------------------------------------------------------ counts, checks
+    # ------------------------------------------------------------------ counts
 
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def total_bytes(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(SUM(size), 0) FROM files").fetchone()[0])
-
-    def integrity_errors(self) -> list[str]:
-        """SQLite's own check, then FTS5's; empty when both pass."""
-        rows = [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
-        errors = [] if rows == ["ok"] else rows
-        try:
-            self.conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
-        except sqlite3.DatabaseError as exc:
-            errors.append(f"full-text index: {exc}")
-        return errors
-
-    def fts_mismatches(self) -> tuple[list[tuple[int, str, int]], int]:
-        """Chunks whose full-text row is missing or differs, grouped per file as
-        (root_id, path, count); and the number of full-text rows without a chunk."""
-        bad = self.conn.execute(
-            "SELECT c.root_id, c.path, COUNT(*) FROM chunks c "
-            "LEFT JOIN chunks_fts f ON f.rowid = c.id "
-            "WHERE f.rowid IS NULL OR f.body IS NOT c.text GROUP BY c.root_id, c.path "
-            "ORDER BY c.root_id, c.path"
-        ).fetchall()
-        orphans = self.conn.execute(
-            "SELECT COUNT(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)"
-        ).fetchone()[0]
-        return [(int(r), str(p), int(n)) for r, p, n in bad], int(orphans)
-
-    def chunk_count_mismatches(self) -> list[tuple[int, str, int, int]]:
-        """(root_id, path, expected, stored) for files whose chunks or body went missing."""
-        rows = self.conn.execute(
-            "SELECT f.root_id, f.path, f.chunk_count, "
-            "(SELECT COUNT(*) FROM chunks c WHERE c.root_id = f.root_id AND c.path = f.path), "
-            "EXISTS (SELECT 1 FROM bodies b WHERE b.root_id = f.root_id AND b.path = f.path) "
-            "FROM files f"
-        ).fetchall()
-        return [(r, p, want, have) for r, p, want, have, body in rows if want != have or not body]
-
-    def orphan_chunks(self) -> int:
-        row = self.conn.execute(
-            "SELECT COUNT(*) FROM chunks c WHERE NOT EXISTS "
-            "(SELECT 1 FROM files f WHERE f.root_id = c.root_id AND f.path = c.path)"
-        ).fetchone()
-        return int(row[0])
-
-    def missing_vectors(self) -> list[tuple[int, str, int]]:
-        """(root_id, path, count) of chunks without a vector."""
-        rows = self.conn.execute(
-            "SELECT c.root_id, c.path, COUNT(*) FROM chunks c WHERE NOT EXISTS "
-            "(SELECT 1 FROM vectors v WHERE v.content_hash = c.content_hash) "
-            "GROUP BY c.root_id, c.path ORDER BY c.root_id, c.path"
-        ).fetchall()
-        return [(int(r), str(p), int(n)) for r, p, n in rows]
-
-    def delete_orphan_chunks(self) -> int:
-        with self.transaction():
-            self.conn.execute(
-                "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks c WHERE NOT EXISTS "
-                "(SELECT 1 FROM files f WHERE f.root_id = c.root_id AND f.path = c.path))"
-            )
-            cur = self.conn.execute(
-                "DELETE FROM chunks WHERE NOT EXISTS "
-                "(SELECT 1 FROM files f WHERE f.root_id = chunks.root_id "
-                "AND f.path = chunks.path)"
-            )
-            self._bump_generation()
-        return cur.rowcount
-
-    def forget_file_hash(self, root_id: int, path: str) -> None:
-        """Make the next build re-read and re-chunk this file (its stored chunks are suspect)."""
-        with self.transaction():
-            self.conn.execute(
-                "UPDATE files SET sha256 = '', size = -1 WHERE root_id = ? AND path = ?",
-                (root_id, path),
-            )
-
-    def rebuild_fts(self) -> int:
-        """Rewrite the full-text table from `chunks`; returns the rows written."""
-        with self.transaction():
-            # Dropped and created again, so even a damaged full-text index is replaced.
-            self.conn.execute("DROP TABLE IF EXISTS chunks_fts")
-            self.conn.execute(_FTS_TABLE)
-            rows = self.conn.execute("SELECT id, heading_path, text FROM chunks").fetchall()
-            self.conn.executemany(
-                "INSERT INTO chunks_fts (rowid, heading, body) VALUES (?, ?, ?)",
-                ((i, heading_text(json.loads(hp)), t) for i, hp, t in rows),
-            )
-            self._bump_generation()
-        return len(rows)
 
     def db_bytes(self) -> int:
         """The database file plus its write-ahead log."""

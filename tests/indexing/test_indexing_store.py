@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neat.indexing.integrity import (
+    chunk_count_mismatches,
+    fts_mismatches,
+    integrity_errors,
+    rebuild_fts,
+)
 from neat.indexing.records import Chunk
 from neat.indexing.store import (
     APPLICATION_ID,
@@ -159,17 +165,17 @@ def test_nested_roots_fold_into_the_outer_one(tmp_path: Path) -> None:
 def test_checks_find_and_rebuild_a_damaged_full_text_index(store: IndexStore) -> None:
     store.replace_file(1, row("a.md"), {}, "", chunks("a.md", ("A", "one"), ("B", "two")), {})
     store.replace_file(1, row("b.md"), {}, "", chunks("b.md", ("C", "three")), {})
-    assert store.fts_mismatches() == ([], 0)
-    assert store.integrity_errors() == []
+    assert fts_mismatches(store) == ([], 0)
+    assert integrity_errors(store) == []
     raw = sqlite3.connect(store.db)
     raw.execute("DELETE FROM chunks_fts WHERE rowid = (SELECT MIN(id) FROM chunks)")
     raw.execute("DELETE FROM chunks WHERE path = 'b.md'")
     raw.commit()
     raw.close()
-    assert store.fts_mismatches() == ([(1, "a.md", 1)], 1)
-    assert store.chunk_count_mismatches() == [(1, "b.md", 1, 0)]
-    assert store.rebuild_fts() == 2
-    assert store.fts_mismatches() == ([], 0)
+    assert fts_mismatches(store) == ([(1, "a.md", 1)], 1)
+    assert chunk_count_mismatches(store) == [(1, "b.md", 1, 0)]
+    assert rebuild_fts(store) == 2
+    assert fts_mismatches(store) == ([], 0)
     assert [r[0] for r in store.search_bm25("one", 5)]
 
 
