@@ -136,9 +136,9 @@ def _prepare(
     if not prompt_ids:
         if tokenizer.eot_id is None:
             raise ConfigError(
-                "the prompt is empty and this checkpoint's tokenizer has no end-of-text token "
-                "to start from; give a prompt of at least one character (the default is a "
-                "newline)"
+                "the prompt (--prompt) is empty and this checkpoint's tokenizer has no "
+                "end-of-text token to start from; give a prompt of at least one character "
+                "(the default is a newline)"
             )
         prompt_ids = [tokenizer.eot_id]
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=model_device)

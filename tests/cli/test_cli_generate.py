@@ -182,7 +182,7 @@ def test_empty_prompt(root: Path) -> None:
     assert code == 0, err
     code, out, err = invoke("generate", "--checkpoint", str(root / "char"), "--prompt", "")
     assert code == 2 and out == b""
-    assert err.count("Error:") == 1 and "prompt is empty" in err and "end-of-text" in err
+    assert err.count("Error:") == 1 and "prompt (--prompt) is empty" in err and "end-of-text" in err
 
 
 @pytest.fixture(scope="module")
