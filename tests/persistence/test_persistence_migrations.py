@@ -109,6 +109,7 @@ def write_checkpoint(
     save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
     meta = json.loads((source / "state.json").read_text())
     meta["format_version"] = version
+    meta.pop("state_sha256", None)  # older formats predate state.json's own digest
     meta["tensor_aliases"] = {}
     meta["files"] = {
         name: hashlib.sha256((target / name).read_bytes()).hexdigest() for name in meta["files"]
@@ -126,7 +127,7 @@ def legacy(current: Path, workdir: Path) -> Path:
 def fresh_model(workdir: Path) -> torch.nn.Module:
     config = load_config(workdir / "tiny.yaml")
     tokenizer = load_tokenizer(workdir / "run" / "tokenizer.json")
-    return make_model(config, tokenizer, use_init_from=False).eval()
+    return make_model(config.model, config.training, tokenizer, init_from=False).eval()
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
@@ -161,7 +162,7 @@ def test_inference_loader_and_init_from_migrate(workdir: Path, current: Path, le
     config = load_config(workdir / "tiny.yaml", [f"model.init_from={legacy}"])
     tokenizer = load_tokenizer(workdir / "run" / "tokenizer.json")
     with structlog.testing.capture_logs() as logs:
-        initialised = make_model(config, tokenizer).eval()
+        initialised = make_model(config.model, config.training, tokenizer).eval()
     assert any(e["event"] == "checkpoint_migrated" for e in logs)
     assert torch.equal(logits(initialised), logits(expected))
 
@@ -170,7 +171,9 @@ def test_eval_cli_on_legacy_checkpoint_matches_the_original(
     workdir: Path, current: Path, legacy: Path
 ) -> None:
     config = str(workdir / "tiny.yaml")
-    code, out, err = invoke("eval", "-c", config, "--checkpoint", str(legacy.parent), "--json")
+    code, out, err = invoke(  # the migration is logged at info level
+        "--log-level", "info", "eval", "-c", config, "--checkpoint", str(legacy.parent), "--json"
+    )
     assert code == 0, err
     assert re.search(r"checkpoint_migrated .*migrations=\['legacy_entropy_layout'\]", err)
     code, original, err = invoke("eval", "-c", config, "--checkpoint", str(current), "--json")
