@@ -86,6 +86,8 @@ def _launcher(nproc: int) -> list[str]:
         str(nproc),
         "-m",
         "neat",
+        "--log-level",
+        "INFO",  # so that rank 0's info lines can be counted on the console
     ]
 
 
