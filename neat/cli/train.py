@@ -36,6 +36,7 @@ def train(
     """Train a model. Ctrl-C saves a checkpoint and stops; --resume auto continues."""
     from neat.config import load_config
     from neat.di import build_container
+    from neat.interfaces import ITrainer
     from neat.training.resume import resolve_run
 
     config = load_config(config_path, overrides)
@@ -43,7 +44,7 @@ def train(
     container = build_container(
         config, run_dir=run_dir, resume_from=resume_from, console=ctx.obj["console"]
     )
-    trainer = container.trainer()
+    trainer: ITrainer = container.trainer()
     trainer.restore()
     state = trainer.fit()
     if not container.dist().is_main:  # under torchrun, rank 0 speaks for all

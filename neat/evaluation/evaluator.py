@@ -8,11 +8,10 @@ from typing import Literal
 
 import torch
 from pydantic import Field, PositiveInt
-from torch import nn
 
 from neat.config import EvaluatorConfig, register_component
 from neat.data.sampler import eval_batches
-from neat.interfaces import Batch
+from neat.interfaces import Batch, IModel
 from neat.interfaces.contexts import EvaluatorContext
 from neat.models.gpt import IGNORE_INDEX
 from neat.optimization.precision import autocast
@@ -58,9 +57,9 @@ class LossEvaluator:
             self.byte_counts.append(int(byte_table[targets.cpu()].sum()))
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: IModel) -> dict[str, float]:
         was_training = model.training
-        model.eval()
+        model.train(False)
         total_nats = torch.zeros((), dtype=torch.float64, device=self.device)
         patches, positions = 0, 0  # for models that cut their input into patches (BLT)
         try:

@@ -12,13 +12,12 @@ import structlog
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
-from torch import nn
 
 from neat.config import EvaluatorConfig, register_component
 from neat.data.synthetic_math import MathProblem, SyntheticMathSourceConfig, labelled_problems
 from neat.data.synthetic_math.spec import CONTEXT_KEY
 from neat.errors import ConfigError, NeatError
-from neat.interfaces import ITokenizer
+from neat.interfaces import IModel, ITokenizer
 from neat.interfaces.contexts import EvaluatorContext
 from neat.optimization.precision import autocast
 
@@ -153,7 +152,7 @@ class ExactMatchEvaluator:
 
     # -- generation --------------------------------------------------------------------------------
 
-    def _generate(self, model: nn.Module, prompts: list[list[int]]) -> list[list[int]]:
+    def _generate(self, model: IModel, prompts: list[list[int]]) -> list[list[int]]:
         """Greedy continuations of equal-length prompts, each cut after its first newline."""
         ids = torch.tensor(prompts, dtype=torch.long, device=self.device)
         stop = torch.tensor(sorted(self.newline_ids), dtype=torch.long, device=self.device)
@@ -185,7 +184,7 @@ class ExactMatchEvaluator:
 
     # -- teacher-forced loss on the answers -------------------------------------------------------
 
-    def _answer_nats(self, model: nn.Module, items: list[_Encoded]) -> tuple[float, int]:
+    def _answer_nats(self, model: IModel, items: list[_Encoded]) -> tuple[float, int]:
         """Summed nats and count of answer tokens; right padding is exact for a causal model."""
         total, count = 0.0, 0
         for start in range(0, len(items), self.batch_size):
@@ -215,9 +214,9 @@ class ExactMatchEvaluator:
     # -- IEvaluator -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: IModel) -> dict[str, float]:
         was_training = model.training
-        model.eval()
+        model.train(False)
         try:
             right = self._score(model)
             losses = {
@@ -250,7 +249,7 @@ class ExactMatchEvaluator:
             metrics["unencodable"] = float(len(self.unencodable))
         return metrics
 
-    def _score(self, model: nn.Module) -> list[tuple[MathProblem, bool]]:
+    def _score(self, model: IModel) -> list[tuple[MathProblem, bool]]:
         by_length: dict[int, list[_Encoded]] = defaultdict(list)
         for item in self.encoded:
             by_length[len(item.prompt)].append(item)

@@ -25,6 +25,7 @@ __all__ = [
     "IDocumentIndexer",
     "IEmbedder",
     "IEvaluator",
+    "IMeasuredModel",
     "IModel",
     "IMonitor",
     "IOptimizerFactory",
@@ -81,15 +82,23 @@ class ITokenizer(Protocol):
 
 @runtime_checkable
 class IModel(Protocol):
-    """A causal LM: `forward(input_ids, targets=None)` returns a mapping with `logits` and `loss`.
+    """A causal LM: `forward(input_ids, targets=None)` returns a mapping with `logits` and
+    `loss`. Any `torch.nn.Module` with that forward fits."""
 
-    Any `torch.nn.Module` with that forward fits; `num_params` and `flops_per_token` are
-    optional extras (MFU is reported only when the model has them).
-    """
+    training: bool
 
     def __call__(
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
     ) -> Mapping[str, Any]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+@runtime_checkable
+class IMeasuredModel(Protocol):
+    """A model that knows its size and training FLOPs per token: MFU is reported for it."""
 
     def num_params(self) -> int: ...
 
@@ -107,7 +116,10 @@ class IOptimizerFactory(Protocol):
 
 @runtime_checkable
 class ITrainer(Protocol):
-    """Runs training to the end (or to an interruption) and returns the final state."""
+    """Runs training to the end (or to an interruption) and returns the final state.
+    `restore` loads the resume point (or seeds) first, so its errors come before any write."""
+
+    def restore(self) -> TrainState: ...
 
     def fit(self) -> TrainState: ...
 
@@ -116,7 +128,7 @@ class ITrainer(Protocol):
 class IEvaluator(Protocol):
     """Scores a model on held-out data; the same batches every call, so numbers compare."""
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, float]: ...
+    def evaluate(self, model: IModel) -> dict[str, float]: ...
 
 
 @runtime_checkable

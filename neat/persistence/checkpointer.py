@@ -8,6 +8,7 @@ new one, never a half-written `step_<N>` that could be resumed from.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -21,7 +22,8 @@ from typing import Any
 import structlog
 import torch
 
-from neat.errors import CheckpointError, ConfigError
+from neat.config.loader import validate_config
+from neat.errors import CheckpointError, ConfigError, NeatError
 from neat.files import fsync_dir, fsync_file, pid_alive, sha256_file, write_json_atomic
 from neat.interfaces import ITokenizer
 from neat.interfaces.records import TrainState
@@ -235,6 +237,9 @@ class Checkpointer:
         saved = meta.get("config")
         if not isinstance(saved, Mapping) or self.metadata is None:
             return
+        # keys added since the checkpoint was written take their defaults: no change
+        with contextlib.suppress(NeatError):  # else compare what was saved as it is
+            saved = validate_config(saved, source=str(path)).model_dump(mode="json")
         changes = config_changes(saved, self.metadata)
         if changes:
             log.warning(

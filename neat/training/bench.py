@@ -15,7 +15,7 @@ import torch
 from dependency_injector import providers
 
 from neat.data.tokenizers import ByteTokenizer
-from neat.interfaces import Batch
+from neat.interfaces import Batch, IMeasuredModel
 from neat.optimization.precision import grad_scaler
 from neat.training.device import peak_flops
 
@@ -165,7 +165,7 @@ def run_bench(
         raise RuntimeError(f"loss became {float(loss)} during the benchmark")
     tokens_per_s = steps * session.trainer.options.tokens_per_step / elapsed
     flops = (
-        float(model.flops_per_token(session.seq_len)) if hasattr(model, "flops_per_token") else 0.0
+        float(model.flops_per_token(session.seq_len)) if isinstance(model, IMeasuredModel) else 0.0
     )
     peak = peak if peak is not None else peak_flops(device)
     if peak:

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from neat.errors import TrainingDiverged, TrainingInterrupted
-from neat.interfaces import IBatchSource, ICheckpointer, IEvaluator, IMonitor, TrainState
+from neat.interfaces import (
+    IBatchSource,
+    ICheckpointer,
+    IEvaluator,
+    IMeasuredModel,
+    IMonitor,
+    TrainState,
+)
 from neat.monitoring.bus import EventBus
 from neat.monitoring.events import (
     CheckpointSaved,
@@ -418,7 +425,6 @@ def _scalar(value: torch.Tensor) -> float:
 
 
 def _num_params(model: nn.Module) -> int:
-    count = getattr(model, "num_params", None)
-    if callable(count):
-        return int(count())
+    if isinstance(model, IMeasuredModel):
+        return model.num_params()
     return sum(p.numel() for p in model.parameters())
