@@ -146,8 +146,9 @@ def _load_front_matter(source: str) -> tuple[dict[str, Any], str | None]:
         return {}, None
     if len(source) > MAX_FRONT_MATTER_CHARS:
         return {}, f"it is over {MAX_FRONT_MATTER_CHARS} characters"
-    loader = yaml.SafeLoader(source)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(source)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is None:
             return {}, None
@@ -162,7 +163,8 @@ def _load_front_matter(source: str) -> tuple[dict[str, Any], str | None]:
     except Exception as exc:
         return {}, f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         return {}, f"it is a YAML {type(data).__name__}, not a mapping of keys to values"
     return {str(key): value for key, value in data.items()}, None

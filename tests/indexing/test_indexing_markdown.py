@@ -690,6 +690,7 @@ def chunkings(draw: st.DrawFn) -> ChunkingConfig:
     text="# Title\n[ref]: http://example.com", chunking=ChunkingConfig(max_chars=1, overlap_chars=0)
 )
 @example(text="\n0\n***\n```\n# Title", chunking=ChunkingConfig(max_chars=9, overlap_chars=5))
+@example(text="---\n\x1b\n---", chunking=ChunkingConfig(max_chars=1, overlap_chars=0))
 def test_any_text_parses_and_keeps_the_invariants(text: str, chunking: ChunkingConfig) -> None:
     parsed = parse_markdown(text, "docs/page.md", chunking)
     assert_invariants(text, parsed, chunking)
