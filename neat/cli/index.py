@@ -227,35 +227,74 @@ def index_stats(
 
 @index.command("check")
 @click.option("--repair", is_flag=True, help="Rebuild what is inconsistent from the files.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 also when the index is only out of date.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @_common
 @user_errors
 def index_check(
     repair: bool,
+    strict: bool,
     as_json: bool,
     db: Path | None,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """SQLite and FTS5 integrity, chunks vs search rows, and the manifest vs the files on
-    disk. Exits 1 when problems remain (after --repair, when it could not fix them)."""
+    """Damage (SQLite and FTS5 integrity, chunks vs search rows and the manifest) and
+    staleness (files new, changed or removed since the last build, missing vectors) of the
+    index, reported apart; the first 20 of each kind are listed (--json: all).
+
+    Exit status: 1 when damage remains (after --repair, when it could not be fixed); 0 when
+    the index is only out of date (an interrupted build, edits since), which `neat index
+    build` or --repair bring up to date; with --strict, 1 for that too.
+    """
+    from neat.indexing.integrity import is_damage
+
     config = _indexing_config(config_path, overrides)
     _require_db(Path(db or config.db))
     with _open(config, db, embed=repair) as indexer:
         report = dict(indexer.check(repair=repair))
-    problems = list(report.get("problems", []))
-    repaired = list(report.get("repaired", []))
-    remaining = list(report.get("remaining", problems if not repair else []))
+    remaining = list(report.get("remaining", []))
+    damaged = [p for p in remaining if is_damage(p)]
+    stale = [p for p in remaining if not is_damage(p)]
     if as_json:
         _print_json(report)
     else:
-        for problem in problems:
-            click.echo(f"problem: {_describe(problem)}")
-        for fix in repaired:
-            click.echo(f"repaired: {_describe(fix)}")
-        click.echo("index is consistent" if not remaining else f"{len(remaining)} problem(s)")
-    if remaining:
+        _echo_capped("damaged", report.get("damaged", []))
+        _echo_capped("stale", report.get("stale", []))
+        _echo_capped("repaired", report.get("repaired", []))
+        click.echo(_check_summary(damaged, stale))
+    if damaged or (strict and stale):
         raise SystemExit(1)
+
+
+_LISTED_PER_KIND = 20
+
+
+def _echo_capped(label: str, items: Sequence[dict[str, str]]) -> None:
+    """Each kind's first `_LISTED_PER_KIND` items, then how many more there are."""
+    by_kind: dict[str, list[dict[str, str]]] = {}
+    for item in items:
+        by_kind.setdefault(item.get("kind", ""), []).append(item)
+    for kind, group in by_kind.items():
+        for item in group[:_LISTED_PER_KIND]:
+            click.echo(f"{label}: {_describe(item)}")
+        if len(group) > _LISTED_PER_KIND:
+            click.echo(f"{label}: ... and {len(group) - _LISTED_PER_KIND} more {kind}")
+
+
+def _check_summary(damaged: Sequence[dict[str, str]], stale: Sequence[dict[str, str]]) -> str:
+    if damaged:
+        return (
+            f"index is damaged: {len(damaged)} problem(s)"
+            + (f", and {len(stale)} out of date" if stale else "")
+            + "; `neat index check --repair` rebuilds them from the files"
+        )
+    if stale:
+        return (
+            f"index is consistent, {len(stale)} item(s) out of date; `neat index build` "
+            "(or `neat index check --repair`) updates it"
+        )
+    return "index is consistent and up to date"
 
 
 def _describe(item: Any) -> str:

@@ -32,7 +32,7 @@ from neat.indexing.store import (
 )
 from neat.interfaces import IEmbedder
 
-__all__ = ["check_index", "stat_unchanged"]
+__all__ = ["DAMAGE_KINDS", "check_index", "is_damage", "stat_unchanged"]
 
 # A file modified this close to (or after) the moment it was indexed may have changed again
 # within one mtime tick (coarse on some file systems: 1-2 s), so its stat is not trusted and
@@ -56,6 +56,11 @@ _REPAIRS = {
     "root_missing": "root removed from the index",
 }
 
+# Kinds of damage; every other kind is staleness, which a build brings up to date.
+DAMAGE_KINDS = frozenset(
+    {"integrity", "fts_mismatch", "fts_orphan", "chunks_missing", "orphan_chunks"}
+)
+
 Problem = dict[str, str]  # {"kind", "path", "detail"}
 
 
@@ -63,6 +68,10 @@ def stat_unchanged(known: FileRow, file: ScannedFile) -> bool:
     """The cheap prefilter: same size and mtime, and that mtime safely before indexing."""
     settled = file.mtime_ns < (known.indexed_at - _RACY_WINDOW_S) * 1e9
     return settled and (known.size, known.mtime_ns) == (file.size, file.mtime_ns)
+
+
+def is_damage(problem: Problem) -> bool:
+    return problem["kind"] in DAMAGE_KINDS
 
 
 def _problem(kind: str, path: Path | str, detail: str) -> Problem:
@@ -78,36 +87,34 @@ def check_index(
     rebuild: Callable[[Sequence[Path]], Any],
     repair: bool = False,
 ) -> dict[str, Any]:
-    """Find inconsistencies: SQLite and FTS5 integrity, chunks vs full-text rows, chunks
-    vs manifest, missing vectors, manifest vs the files on disk.
+    """Find damage (SQLite and FTS5 integrity, chunks vs full-text rows, chunks vs manifest)
+    and staleness (missing vectors, the manifest vs the files on disk).
 
-    Returns {"ok", "problems", "repaired", "remaining"}; each problem is {"kind", "path",
-    "detail"}. With `repair`, rebuilds the full-text table when needed, re-indexes
-    changed, new and damaged files from disk (`rebuild`: a build of the given roots),
-    removes vanished ones and embeds missing vectors; "remaining" lists what a second check
-    still finds.
+    Returns {"ok", "consistent", "damaged", "stale", "problems", "repaired", "remaining"};
+    each problem is {"kind", "path", "detail"}. "problems" is all that was found, "damaged"
+    and "stale" split it; "consistent": no damage remains; "ok": nothing remains. With
+    `repair`, rebuilds the full-text table when needed, re-indexes changed, new and damaged
+    files from disk (`rebuild`: a build of the given roots), removes vanished ones and embeds
+    missing vectors; "remaining" lists what a second check still finds.
     """
     checker = _Checker(store, config, chunker, embedder)
-    try:
-        problems = checker.problems()
-    except sqlite3.DatabaseError as exc:
-        raise IndexDatabaseError(
-            f"the index {store.db} is damaged beyond checking ({exc}); delete it and run "
-            "`neat index build` again (it is rebuilt from the source files)"
-        ) from exc
-    if not repair or not problems:
-        return {"ok": not problems, "problems": problems, "repaired": [], "remaining": problems}
-    with store.writer():
-        _repair(store, problems, rebuild)
-        remaining = checker.problems()
-    still = {(p["kind"], p["path"]) for p in remaining}
-    repaired = [
-        _problem(p["kind"], p["path"], _REPAIRS.get(p["kind"], "repaired"))
-        for p in problems
-        if (p["kind"], p["path"]) not in still
-    ]
+    problems = remaining = checker.problems()
+    repaired: list[Problem] = []
+    if repair and problems:
+        with store.writer():
+            _repair(store, problems, rebuild)
+            remaining = checker.problems()
+        still = {(p["kind"], p["path"]) for p in remaining}
+        repaired = [
+            _problem(p["kind"], p["path"], _REPAIRS.get(p["kind"], "repaired"))
+            for p in problems
+            if (p["kind"], p["path"]) not in still
+        ]
     return {
         "ok": not remaining,
+        "consistent": not any(is_damage(p) for p in remaining),
+        "damaged": [p for p in problems if is_damage(p)],
+        "stale": [p for p in problems if not is_damage(p)],
         "problems": problems,
         "repaired": repaired,
         "remaining": remaining,
@@ -124,7 +131,13 @@ class _Checker:
         self.embedder = embedder
 
     def problems(self) -> list[Problem]:
-        return [*self.database_problems(), *self.vector_problems(), *self.disk_problems()]
+        try:
+            return [*self.database_problems(), *self.vector_problems(), *self.disk_problems()]
+        except sqlite3.DatabaseError as exc:
+            raise IndexDatabaseError(
+                f"the index {self.store.db} is damaged beyond checking ({exc}); delete it and "
+                "run `neat index build` again (it is rebuilt from the source files)"
+            ) from exc
 
     def database_problems(self) -> list[Problem]:
         store = self.store

@@ -71,8 +71,10 @@ def test_check_finds_an_edited_file_and_repair_fixes_it(docs: Path, tmp_path: Pa
 
     target = sorted(docs.glob("*.md"))[0]
     target.write_text("# Rewritten\n\nA new first chapter about lifetimes.\n", encoding="utf-8")
-    code, out, _ = run("index", "check", "--db", db)
-    assert code == 1 and target.name in out
+    code, out, _ = run("index", "check", "--db", db)  # out of date is not damage
+    assert code == 0 and f"stale: file_changed {target}" in out
+    assert "index is consistent, 1 item(s) out of date" in out
+    assert run("index", "check", "--db", db, "--strict")[0] == 1
 
     code, out, _ = run("index", "check", "--db", db, "--repair")
     assert code == 0, out
@@ -204,3 +206,28 @@ def test_every_command_refuses_another_applications_database_untouched(
         assert "--db" in err and "delete" not in err and "Traceback" not in err
         assert db.read_bytes() == before, args
         assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "docs"], args
+
+
+def test_check_tells_staleness_from_damage_and_caps_the_list(docs: Path, tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    assert run("index", "build", str(docs), "--db", str(db))[0] == 0
+    for i in range(25):  # as after an interrupted build: files the manifest does not list yet
+        (docs / f"new{i:02d}.md").write_text(f"# New {i}\n\nText {i}.\n", encoding="utf-8")
+    code, out, _ = run("index", "check", "--db", str(db))
+    assert code == 0, out
+    assert out.count("stale: file_new ") == 20 and "stale: ... and 5 more file_new" in out
+    assert "damaged" not in out
+    code, out, _ = run("index", "check", "--db", str(db), "--json")
+    report = json.loads(out)
+    assert code == 0 and len(report["stale"]) == 25 and report["damaged"] == []
+    assert report["consistent"] and not report["ok"]
+    assert run("index", "check", "--db", str(db), "--strict")[0] == 1
+
+    conn = sqlite3.connect(db)  # real damage: search rows gone behind the index's back
+    conn.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT MIN(id) FROM chunks)")
+    conn.commit()
+    conn.close()
+    code, out, _ = run("index", "check", "--db", str(db))
+    assert code == 1 and "damaged: fts_mismatch " in out and "index is damaged: 1 problem" in out
+    code, out, _ = run("index", "check", "--db", str(db), "--repair")
+    assert code == 0 and "index is consistent and up to date" in out, out

@@ -350,7 +350,15 @@ def test_kill_9_during_a_build_leaves_a_consistent_index(tmp_path: Path) -> None
     assert partial >= 1  # at least one kill landed mid-build
     with MarkdownIndexer(db, IndexingConfig()) as ix:
         ix.build([corpus])
-        assert ix.check() == {"ok": True, "problems": [], "repaired": [], "remaining": []}
+        assert ix.check() == {
+            "ok": True,
+            "consistent": True,
+            "damaged": [],
+            "stale": [],
+            "problems": [],
+            "repaired": [],
+            "remaining": [],
+        }
         assert len(ix.files()) == n_files
         assert_no_duplicates(db)
 
@@ -363,12 +371,14 @@ def test_check_finds_disk_changes_and_repairs_them(indexer: MarkdownIndexer, doc
     write(docs / "new.md", "# New\n\nfresh text\n")
     report = indexer.check()
     assert not report["ok"]
+    assert report["consistent"] and report["damaged"] == []  # out of date, not damaged
     found = {(p["kind"], Path(p["path"]).name) for p in report["problems"]}
     assert found == {
         ("file_changed", "animals.md"),
         ("file_missing", "tools.md"),
         ("file_new", "new.md"),
     }
+    assert report["stale"] == report["problems"]
     fixed = indexer.check(repair=True)
     assert fixed["ok"] and fixed["remaining"] == [] and len(fixed["repaired"]) == 3
     assert indexer.search("owls night")[0].heading_path == ("Animals", "Owls")
@@ -388,6 +398,7 @@ def test_check_repairs_rows_deleted_behind_its_back(indexer: MarkdownIndexer, do
     report = indexer.check()
     kinds = {(p["kind"], Path(p["path"]).name) for p in report["problems"]}
     assert {("fts_orphan", "index.db"), ("chunks_missing", "animals.md")} <= kinds
+    assert not report["consistent"] and report["damaged"] == report["problems"]
     assert ("fts_mismatch", "tools.md") in kinds
     fixed = indexer.check(repair=True)
     assert fixed["ok"], fixed["remaining"]
