@@ -188,6 +188,7 @@ def test_only_rank_zero_writes_and_speaks(runs: Runs) -> None:
     assert steps == list(range(1, 21))  # one writer: no line twice
     assert [r["event"] for r in records].count("run_start") == 1
     assert sorted(p.name for p in runs.two.iterdir()) == [
+        ".lock",  # rank 0's run-directory lock: the one writer
         "checkpoints",
         "config.yaml",
         "log.jsonl",
