@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from neat.data.bpe import HFTokenizer, train_bpe
-from neat.data.cache import CACHE_FORMAT_VERSION, TokenCache, cache_key, default_cache_dir
+from neat.data.cache import CACHE_FORMAT_VERSION, cache_key, default_cache_dir
 from neat.data.inspect import inspect_data
 from neat.data.pipeline import DataPart, Segment, Split, TokenData, prepare_token_data
 from neat.data.prepare import (
     DEFAULT_SHARD_TOKENS,
     PreparedData,
+    PrepareInterrupted,
+    TokenCache,
     load_prepared,
     prepare_parts,
     prepare_source,
@@ -58,6 +60,7 @@ __all__ = [
     "JsonlSource",
     "MathProblem",
     "MixtureSource",
+    "PrepareInterrupted",
     "PreparedData",
     "ReadReport",
     "Segment",

@@ -11,7 +11,8 @@ One entry is a folder `<root>/<key>/`:
 The key is a hash of the cache format version, the source's fingerprint (its content), the
 tokenizer's fingerprint and the data format, so an unchanged corpus is tokenized once and a
 changed one always again. Entries are built in `<root>/.tmp-<key>-<pid>/` and renamed into
-place, so a folder under a final name is complete; `neat.data.prepare` builds them.
+place, so a folder under a final name is complete. This module reads entries;
+`neat.data.prepare` builds them (and has `TokenCache`, which finds or builds one).
 """
 
 from __future__ import annotations
@@ -19,20 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import structlog
 
 from neat.interfaces import IDataSource, ITokenizer
-
-if TYPE_CHECKING:
-    from neat.data.prepare import PreparedData
-
-log = structlog.get_logger(__name__)
 
 # Bump when the layout or the token stream changes: old entries then simply miss.
 CACHE_FORMAT_VERSION = "2"
@@ -117,42 +111,56 @@ def open_entry(entry: Path) -> tuple[dict[str, Any], list[Shard]] | None:
     return manifest, shards
 
 
-class TokenCache:
-    """A cache root: look entries up by (source, tokenizer, format), or prepare them."""
+@dataclass(frozen=True)
+class PreparedData:
+    """A complete cache entry: its folder, manifest and read-only shards."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    path: Path
+    manifest: dict[str, Any]
+    shards: tuple[Shard, ...]
+    cached: bool = True  # False when this call built it
 
-    def key(self, source: IDataSource, tokenizer: ITokenizer, data_format: str = "text") -> str:
-        return cache_key(source, tokenizer, data_format)
+    @property
+    def key(self) -> str:
+        return self.path.name
 
-    def get(
-        self, source: IDataSource, tokenizer: ITokenizer, data_format: str = "text"
-    ) -> PreparedData | None:
-        """The complete entry for these tokens, or None (nothing is built)."""
-        from neat.data.prepare import load_prepared
+    @property
+    def num_tokens(self) -> int:
+        return int(self.manifest["tokens"])
 
-        return load_prepared(self.root / self.key(source, tokenizer, data_format))
+    @property
+    def documents(self) -> int:
+        return int(self.manifest["documents"])
 
-    def prepare(
-        self,
-        source: IDataSource,
-        tokenizer: ITokenizer,
-        *,
-        workers: int | None = None,
-        shard_tokens: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        data_format: str | None = None,
-    ) -> PreparedData:
-        """`neat.data.prepare.prepare_source` into this root."""
-        from neat.data.prepare import DEFAULT_SHARD_TOKENS, prepare_source
+    @property
+    def num_bytes(self) -> int:
+        return int(self.manifest["bytes"])
 
-        return prepare_source(
-            source,
-            tokenizer,
-            self.root,
-            workers=workers if workers is not None else (os.cpu_count() or 1),
-            shard_tokens=shard_tokens if shard_tokens is not None else DEFAULT_SHARD_TOKENS,
-            progress=progress,
-            data_format=data_format,
-        )
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.manifest["has_mask"])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(str(self.manifest["dtype"]))
+
+    def tokens(self) -> np.ndarray:
+        """All tokens as one array (a view when there is one shard, else a copy)."""
+        if len(self.shards) == 1:
+            return self.shards[0].tokens
+        return np.concatenate([s.tokens for s in self.shards])
+
+    def mask(self) -> np.ndarray | None:
+        if not self.has_mask:
+            return None
+        masks = [s.mask for s in self.shards if s.mask is not None]
+        return masks[0] if len(masks) == 1 else np.concatenate(masks)
+
+
+def load_prepared(entry: Path) -> PreparedData | None:
+    """The entry at `entry` if it is complete and valid, else None."""
+    opened = open_entry(Path(entry))
+    if opened is None:
+        return None
+    manifest, shards = opened
+    return PreparedData(Path(entry), manifest, tuple(shards), cached=True)

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from neat.data.cache import TokenCache
-from neat.data.prepare import DEFAULT_SHARD_TOKENS, PreparedData, prepare_parts
+from neat.data.prepare import DEFAULT_SHARD_TOKENS, PreparedData, TokenCache, prepare_parts
 from neat.interfaces import IDataSource, ITokenizer
 
 

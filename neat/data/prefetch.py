@@ -16,10 +16,6 @@ from neat.interfaces import Batch, IBatchSource
 __all__ = ["PrefetchingBatches"]
 
 
-class _Stop:
-    """Sentinel the producer sees when asked to stop."""
-
-
 class PrefetchingBatches:
     """Wraps a sampler: a daemon thread keeps `depth` batches ready (with the sampler's
     position after each), started on the first `next_batch`."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import neat.data.prepare as prepare_module
+import neat.data.encode as encode_module
 from neat.data import (
     ByteTokenizer,
     CharTokenizer,
@@ -137,7 +137,7 @@ class SlowChar(CharTokenizer):
 def test_worker_count_does_not_change_the_cache(
     tmp_path: Path, corpus: Path, bpe: HFTokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare_module, "TASK_DOCUMENTS", 2)  # several tasks from a small corpus
+    monkeypatch.setattr(encode_module, "TASK_DOCUMENTS", 2)  # several tasks from a small corpus
     source = TextFileSource([str(corpus)])
     chars = SlowChar(CharTokenizer.fit(d.text for d in source.documents()).chars)
     for tokenizer in (bpe, chars):  # reaches workers as its file / as a pickle
@@ -156,7 +156,7 @@ class Unknown(CharTokenizer):
 def test_tokenizer_error_in_a_worker_leaves_nothing(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prepare_module, "TASK_DOCUMENTS", 1)
+    monkeypatch.setattr(encode_module, "TASK_DOCUMENTS", 1)
     source = TextFileSource([str(corpus)])
     with pytest.raises(DataError, match="not in the char tokenizer's vocabulary"):
         prepare_source(source, Unknown(list("abc")), tmp_path / "cache", workers=2)
@@ -166,6 +166,7 @@ def test_tokenizer_error_in_a_worker_leaves_nothing(
 KILLED_PREPARE = """
 import sys, time
 from pathlib import Path
+import neat.data.encode as encode
 import neat.data.prepare as prepare
 from neat.data import ByteTokenizer, TextFileSource
 
@@ -174,7 +175,7 @@ class SlowByte(ByteTokenizer):  # same fingerprint as ByteTokenizer, but slow
         time.sleep(0.05)
         return [self.encode(t) for t in texts]
 
-prepare.TASK_DOCUMENTS = 1
+encode.TASK_DOCUMENTS = 1
 source = TextFileSource([sys.argv[1]])
 prepare.prepare_source(source, SlowByte(), Path(sys.argv[2]), workers=1)
 """
@@ -351,7 +352,7 @@ def test_vectorised_char_encoder_equals_encode(vocab: str) -> None:
         "ascii-large": [chr(c) for c in range(1, 128)] + [chr(0x100 + i) for i in range(300)],
     }[vocab]
     tok = CharTokenizer(alphabet)
-    encode = prepare_module.array_encoder(tok)
+    encode = encode_module.array_encoder(tok)
     assert encode is not None
     ascii_only = [c for c in alphabet if c.isascii()]
     texts = ["", *("".join(rng.choice(alphabet, size=n)) for n in (1, 17, 500))]
@@ -361,13 +362,13 @@ def test_vectorised_char_encoder_equals_encode(vocab: str) -> None:
     for unknown in ("\x00", "ß"):
         with pytest.raises(DataError, match="not in the char tokenizer's vocabulary"):
             encode(["abc" + unknown])
-    assert prepare_module.array_encoder(ByteTokenizer()) is not None
-    assert prepare_module.array_encoder(SlowChar(alphabet)) is None  # a subclass may differ
+    assert encode_module.array_encoder(ByteTokenizer()) is not None
+    assert encode_module.array_encoder(SlowChar(alphabet)) is None  # a subclass may differ
 
 
 def test_vectorised_char_encoder_with_an_end_of_text_id() -> None:
     tok = CharTokenizer(list("ab"), eot=True)
-    encode = prepare_module.array_encoder(tok)
+    encode = encode_module.array_encoder(tok)
     assert encode is not None
     assert [ids.tolist() for ids in encode(["abba", ""])] == [tok.encode("abba"), []]
     for unknown in ("c", "é"):  # must not pass as the end-of-text id
