@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from neat.config import ComponentConfig, PathStr, build, register_component
 from neat.data.bpe import HFTokenizer, train_bpe
 from neat.errors import CheckpointError, ConfigError, DataError
+from neat.files import write_text_atomic
 from neat.interfaces import IDataSource, ITokenizer
 from neat.interfaces.contexts import TokenizerContext
 
@@ -95,11 +95,9 @@ def _canonical(spec: dict[str, Any]) -> str:
 
 
 def _write_json(path: Path, spec: dict[str, Any]) -> None:
-    """Write via a temporary file so a reader never sees half a tokenizer."""
+    """Atomically (neat.files), so a reader never sees half a tokenizer."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(_canonical(spec) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, _canonical(spec) + "\n")
 
 
 def _as_list(ids: Sequence[int]) -> list[int]:
