@@ -34,7 +34,7 @@ def plain_loop(config_path: str, overrides: list[str]) -> tuple[Callable[[int], 
     config = load_config(Path(config_path), overrides)
     device = torch.device("cuda")
     enable_fast_math(device)
-    model = make_model(config, ByteTokenizer()).to(device)
+    model = make_model(config.model, config.training, ByteTokenizer()).to(device)
     opt = config.optimization
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]

@@ -65,7 +65,11 @@ class ServiceContainer(containers.DeclarativeContainer):
 
     # model and optimizer
     model = providers.Singleton(
-        f.make_model, model=model_cfg, training=training_cfg, tokenizer=tokenizer
+        f.make_model,
+        model=model_cfg,
+        training=training_cfg,
+        tokenizer=tokenizer,
+        memory=providers.Callable(f.memory_per_rank, device=device, dist=dist),
     )
     parallel_model = providers.Singleton(
         f.make_parallel_model, training=training_cfg, model=model, dist=dist, device=device

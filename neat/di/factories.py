@@ -38,11 +38,11 @@ from neat.interfaces.contexts import (
     OptimizerContext,
     TokenizerContext,
 )
-from neat.models.load import build_model
+from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import CHECKPOINTS_DIR
-from neat.training.device import enable_fast_math
+from neat.training.device import enable_fast_math, memory_bytes
 from neat.training.distributed import (
     SINGLE,
     DistInfo,
@@ -69,6 +69,15 @@ def make_dist(training: TrainingConfig) -> DistInfo:
 def make_device(dist: DistInfo) -> torch.device:
     enable_fast_math(dist.device)
     return dist.device
+
+
+def memory_per_rank(device: torch.device, dist: DistInfo) -> int | None:
+    """What one rank's share of the model may use: its device's memory, times the world size
+    when FSDP2 shards the parameters and optimizer state across the ranks."""
+    memory = memory_bytes(device)
+    if memory is None:
+        return None
+    return memory * dist.world_size if dist.mode == "fsdp" else memory
 
 
 def agreed(value: Any, dist: DistInfo) -> Any:
@@ -164,11 +173,19 @@ INIT_FROM_TOKENIZER_FIX = (
 
 
 def make_model(
-    model: ModelConfig, training: TrainingConfig, tokenizer: ITokenizer, *, init_from: bool = True
+    model: ModelConfig,
+    training: TrainingConfig,
+    tokenizer: ITokenizer,
+    *,
+    memory: int | None = None,
+    init_from: bool = True,
 ) -> nn.Module:
-    """Built under `training.seed` alone, so init depends on nothing else; then the weights of
-    `model.init_from` when set (weights only: optimizer, step and data start fresh)."""
-    module = build_model(model, tokenizer, training.seed)
+    """Built under `training.seed` alone, so init depends on nothing else (and refused early
+    when training it cannot fit in `memory`); then the weights of `model.init_from` when set
+    (weights only: optimizer, step and data start fresh)."""
+    module = build_model(
+        model, tokenizer, training.seed, memory=memory, bytes_per_param=TRAINING_BYTES_PER_PARAM
+    )
     if training.activation_checkpointing:
         if not hasattr(module, "activation_checkpointing"):
             raise ConfigError(

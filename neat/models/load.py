@@ -17,17 +17,35 @@ from neat.interfaces.contexts import ModelContext
 from neat.persistence import Checkpointer, read_checkpoint_meta, resolve_checkpoint
 from neat.persistence.manifest import STATE_FILE, TOKENIZER_FILE
 
-__all__ = ["build_model", "load_trained_model"]
+__all__ = ["TRAINING_BYTES_PER_PARAM", "build_model", "load_trained_model"]
+
+# fp32 weights, gradients and AdamW's two moments: what training needs per parameter at least.
+TRAINING_BYTES_PER_PARAM = 16
 
 
-def build_model(cfg: ModelConfig, tokenizer: ITokenizer, seed: int) -> nn.Module:
-    """The model `cfg` names, initialised under `seed` alone (the global RNG is untouched)."""
+def build_model(
+    cfg: ModelConfig,
+    tokenizer: ITokenizer,
+    seed: int,
+    *,
+    memory: int | None = None,
+    bytes_per_param: int = 4,
+) -> nn.Module:
+    """The model `cfg` names, initialised under `seed` alone (the global RNG is untouched).
+
+    With `memory` (bytes), a model whose parameters alone need more (`bytes_per_param` each)
+    is refused before a byte is allocated: it is first built on the meta device, which only
+    records shapes, so a `block_size` or `vocab_size` of 10^9 is one clear error, not an
+    out-of-memory kill minutes later.
+    """
     vocab_size = cfg.vocab_size or tokenizer.vocab_size
     if vocab_size < tokenizer.vocab_size:
         raise ConfigError(
             f"model.vocab_size={vocab_size} is smaller than the tokenizer's vocabulary "
             f"({tokenizer.vocab_size}); remove model.vocab_size or raise it"
         )
+    if memory is not None:
+        _check_fits(cfg, vocab_size, memory, bytes_per_param)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model: nn.Module = build("model", cfg, ModelContext(vocab_size=vocab_size))
@@ -52,3 +70,28 @@ def load_trained_model(
     Checkpointer(path.parent).load(path, model)
     model.to(device)
     return model, tokenizer, config
+
+
+def _check_fits(cfg: ModelConfig, vocab_size: int, memory: int, bytes_per_param: int) -> None:
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            shapes = build("model", cfg, ModelContext(vocab_size=vocab_size))
+    except Exception:  # a builder that cannot run on meta (it loads weights): no estimate
+        return
+    seen: set[int] = set()
+    tensors = []
+    for name, param in shapes.named_parameters():
+        if id(param) not in seen:
+            seen.add(id(param))
+            tensors.append((param.numel(), name, tuple(param.shape)))
+    params = sum(n for n, _, _ in tensors)
+    needed = params * bytes_per_param
+    if needed <= memory:
+        return
+    largest = max(tensors)
+    raise ConfigError(
+        f"model ({cfg.type}, block_size {cfg.block_size}, vocab {vocab_size}) has "
+        f"{params:,} parameters and needs at least {needed / 2**30:,.1f} GiB here, more than "
+        f"the {memory / 2**30:,.1f} GiB available; its largest tensor is {largest[1]} "
+        f"{largest[2]}: lower model.block_size, model.vocab_size or the model's width"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from neat.errors import ConfigError
@@ -57,4 +59,16 @@ def peak_flops(device: torch.device) -> float | None:
     for key, flops in PEAK_BF16_FLOPS.items():
         if key in name:
             return flops
+    return None
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory a model on `device` can use: the GPU's, or the host's physical RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu":
+        try:
+            return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):  # not a POSIX system
+            return None
     return None

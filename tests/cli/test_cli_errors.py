@@ -197,3 +197,21 @@ def test_divergence_names_the_last_checkpoint_or_says_there_is_none(
     )
     assert code == 1
     assert f"the last checkpoint, {good / 'checkpoints' / 'step_10'}, is intact" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "tensor"),
+    [
+        ("model.block_size=1000000000", "pos.wpe.weight"),
+        ("model.vocab_size=1000000000", "wte.weight"),
+    ],
+)
+def test_a_model_too_large_for_this_machine_is_refused_before_allocating(
+    tiny_config: Path, tmp_path: Path, override: str, tensor: str
+) -> None:
+    run = tmp_path / "run"
+    code, err = train(tiny_config, run, override)
+    assert code == 2, err
+    assert "parameters and needs at least" in err and tensor in err
+    assert "model.block_size" in err and "model.vocab_size" in err
+    assert not run.exists()
