@@ -171,7 +171,8 @@ def index_search(
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Ranked hits for QUERY: path, heading path, lines, score and a snippet."""
+    """Ranked hits for QUERY: path, heading path, lines, score and a snippet. Words in
+    double quotes ('"borrow checker" rules') must appear together and in that order."""
     config = _indexing_config(config_path, overrides)
     _require_db(Path(db or config.db))
     with _open(config, db, embed=(mode or config.mode) != "bm25") as indexer:

@@ -64,7 +64,9 @@ __all__ = [
     "compact_snippet",
     "fts_query",
     "heading_text",
+    "match_expression",
     "posix_rel",
+    "split_query",
 ]
 
 SCHEMA_VERSION = 1
@@ -186,16 +188,43 @@ class ChunkRow:
 _TERM = re.compile(r"[^\W_]+")
 
 
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 MATCH expression for free text: its words, each quoted, OR-ed together.
+def split_query(text: str) -> tuple[list[tuple[str, ...]], list[str]]:
+    """(phrases, free words) of a query, lower-cased: `"borrow checker" rules` is
+    ([("borrow", "checker")], ["rules"]). A quote without its closing one is ignored, so its
+    words are free words."""
+    parts = text.split('"')
+    balanced = len(parts) % 2 == 1
+    phrases: list[tuple[str, ...]] = []
+    words: list[str] = []
+    for i, part in enumerate(parts):
+        found = tuple(t.lower() for t in _TERM.findall(part))
+        inside = i % 2 == 1 and (balanced or i < len(parts) - 1)
+        if inside and found:
+            phrases.append(found)
+        else:
+            words.extend(found)
+    return list(dict.fromkeys(phrases)), list(dict.fromkeys(words))
 
-    User syntax never reaches FTS5 (so `Vec<T>`, `"`, `AND`, `-x` or `*` cannot raise); OR
-    with bm25 ranking is what the research benchmark measured (notes §3.3). None: no words.
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression for a query (`match_expression` of `split_query`)."""
+    return match_expression(*split_query(text))
+
+
+def match_expression(phrases: Sequence[tuple[str, ...]], words: Sequence[str]) -> str | None:
+    """FTS5 MATCH text: every phrase required (its words adjacent and in order), the free
+    words OR-ed with them so that they rank the rows; None when there is nothing to match.
+
+    Only quoted words reach FTS5 (so `Vec<T>`, `AND`, `-x` or `*` cannot raise); OR with
+    bm25 ranking is what the research benchmark measured (notes §3.3). bm25 scores every
+    phrase of the expression, so `P AND (P OR w)` requires P and counts w.
     """
-    terms = dict.fromkeys(t.lower() for t in _TERM.findall(text))
-    if not terms:
-        return None
-    return " OR ".join(f'"{t}"' for t in list(terms)[:MAX_QUERY_TERMS])
+    quoted = ['"' + " ".join(p) + '"' for p in phrases][:MAX_QUERY_TERMS]
+    free = [f'"{w}"' for w in words][: MAX_QUERY_TERMS - len(quoted)]
+    if not quoted:
+        return " OR ".join(free) or None
+    required = " AND ".join(quoted)
+    return f"{required} AND ({' OR '.join(quoted + free)})" if free else required
 
 
 def heading_text(heading_path: Sequence[str]) -> str:
@@ -680,7 +709,9 @@ class IndexStore:
 
     def search_bm25(self, query: str, k: int) -> list[tuple[int, float, str]]:
         """(chunk id, score, snippet) best first; score is -bm25, so larger is better."""
-        match = fts_query(" ".join(self._informative_words(query)))
+        phrases, words = split_query(query)
+        free = self._informative_words(" ".join(words), phrases=bool(phrases))
+        match = match_expression(phrases, free)
         if match is None or k <= 0:
             return []
         rows = self.conn.execute(
@@ -690,15 +721,16 @@ class IndexStore:
         ).fetchall()
         return [(int(i), float(s), compact_snippet(snip)) for i, s, snip in rows]
 
-    def _informative_words(self, query: str) -> list[str]:
-        """The query's words without those in more than half of all chunks.
+    def _informative_words(self, text: str, *, phrases: bool = False) -> list[str]:
+        """The words of `text` without those in more than half of all chunks.
 
         FTS5's BM25 clamps a term's IDF to 1e-6 once it is in half the rows or more (notes
         §3.1), so such a word cannot change the ranking, yet its posting list (nearly every
-        row) dominates the query's cost. A query made only of such words is kept whole.
+        row) dominates the query's cost. A query made only of such words is kept whole, unless
+        it has phrases, which then carry it.
         """
-        words = list(dict.fromkeys(w.lower() for w in _TERM.findall(query)))[:MAX_QUERY_TERMS]
-        if len(words) < 2:
+        words = list(dict.fromkeys(w.lower() for w in _TERM.findall(text)))[:MAX_QUERY_TERMS]
+        if len(words) < (1 if phrases else 2):
             return words
         stems = self._stems(words)
         placeholders = ",".join("?" * len(set(stems)))
@@ -710,7 +742,7 @@ class IndexStore:
         )
         rows = self._chunk_count()
         kept = [w for w, t in zip(words, stems, strict=True) if 2 * doc_counts.get(t, 0) < rows]
-        return kept or words
+        return kept if kept or phrases else words
 
     def _chunk_count(self) -> int:
         """COUNT(*) of chunks, recounted only after a write: `PRAGMA data_version` moves on

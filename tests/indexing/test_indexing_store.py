@@ -26,6 +26,7 @@ from neat.indexing.store import (
     IndexLockedError,
     IndexStore,
     fts_query,
+    split_query,
 )
 
 
@@ -109,7 +110,8 @@ def test_any_text_is_a_safe_query(store: IndexStore, query: str) -> None:
 
 
 def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('Vec<T> "AND" -x*') == '"vec" OR "t" OR "and" OR "x"'
+    assert fts_query("Vec<T> AND -x*") == '"vec" OR "t" OR "and" OR "x"'
+    assert fts_query('Vec<T> "AND" -x*') == '"and" AND ("and" OR "vec" OR "t" OR "x")'
     assert fts_query("- * \" ''") is None
     assert fts_query("Über straße") == '"über" OR "straße"'
 
@@ -279,3 +281,37 @@ def test_a_new_index_is_marked_and_an_unmarked_old_one_gets_the_mark_when_writte
         pass
     assert old.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     old.close()
+
+
+def test_split_query_finds_phrases_and_ignores_an_unbalanced_quote() -> None:
+    assert split_query('"Borrow checker" rules') == ([("borrow", "checker")], ["rules"])
+    assert split_query('a "b c') == ([], ["a", "b", "c"])
+    assert split_query('"x" y "z w" "') == ([("x",), ("z", "w")], ["y"])
+    assert split_query('""  " " plain') == ([], ["plain"])
+    assert fts_query('"borrow checker"') == '"borrow checker"'
+    assert fts_query('"a b" "c d"') == '"a b" AND "c d"'
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ('"borrow checker"', ["together.md"]),
+        ('"checker borrow"', []),  # in order
+        ('"borrow checker" value', ["together.md"]),  # the phrase is required
+        ("borrow checker", ["apart.md", "together.md"]),
+        ('"borrow checker', ["apart.md", "together.md"]),  # unbalanced: free words
+        ('"borrow checker" "', ["together.md"]),  # the stray last quote is ignored
+    ],
+)
+def test_a_quoted_phrase_matches_only_adjacent_words_in_order(
+    store: IndexStore, query: str, expected: list[str]
+) -> None:
+    texts = {
+        "together.md": "Rust's borrow checker rejects this program.",
+        "apart.md": "You borrow a value here; a checker of lifetimes runs later.",
+        "other.md": "Nothing related at all.",
+    }
+    for path, text in texts.items():
+        store.replace_file(1, row(path), {}, "", [Chunk(path, ("T",), 1, 1, text)], {})
+    hits = store.chunk_rows(i for i, _, _ in store.search_bm25(query, 10))
+    assert sorted(r.path for r in hits.values()) == expected
