@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,13 +133,41 @@ def index_build(
     again, deleted ones are removed."""
     config = _indexing_config(config_path, overrides, include, exclude)
     roots = _roots(paths, config)
-    with _open(config, db) as indexer:
-        report = dict(indexer.build(roots))
+    with _open(config, db) as indexer, _build_progress() as progress:
+        report = dict(indexer.build(roots, progress=progress))
     if as_json:
         _print_json(report)
         return
     _echo_notes(report)
     click.echo(_build_summary(report))
+
+
+@contextmanager
+def _build_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A bar of files checked, with an ETA, on stderr when it is a terminal; without one
+    (pipes, CI, tests) nothing at all, so no output waits on a terminal that is not there."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("indexing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("indexing", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _roots(paths: Sequence[Path], config: IndexingConfig) -> list[Path]:

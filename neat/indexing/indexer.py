@@ -66,6 +66,7 @@ _FLUSH_TEXTS = 256
 _EMBED_BATCH = 256
 
 FileKey = tuple[int, str]  # (root id, path relative to the root's folder)
+Progress = Callable[[int, int], None]  # (files checked, files in all)
 
 
 def chunker_key(chunking: ChunkingConfig) -> str:
@@ -165,9 +166,12 @@ class MarkdownIndexer:
 
     # ------------------------------------------------------------------ build
 
-    def build(self, paths: Sequence[Path] = ()) -> dict[str, Any]:
+    def build(
+        self, paths: Sequence[Path] = (), *, progress: Progress | None = None
+    ) -> dict[str, Any]:
         """Bring the index in line with `paths` (default: `indexing.paths`); the report
-        counts files added, updated, unchanged, removed and skipped (reason -> paths)."""
+        counts files added, updated, unchanged, removed and skipped (reason -> paths).
+        `progress(done, total)` is called as files are checked, first with done = 0."""
         started = time.perf_counter()
         report = BuildReport()
         with self._store.writer():
@@ -175,7 +179,7 @@ class MarkdownIndexer:
             self._sync_embedder()
             manifests = {t.root.id: self._store.manifest(t.root.id) for t in targets}
             found = self._scan(targets, report)
-            kept = self._update_files(found, manifests, report)
+            kept = self._update_files(found, manifests, report, progress)
             in_scope = {
                 (t.root.id, rel) for t in targets for rel in manifests[t.root.id] if t.covers(rel)
             }
@@ -230,11 +234,15 @@ class MarkdownIndexer:
         found: dict[FileKey, ScannedFile],
         manifests: dict[int, dict[str, FileRow]],
         report: BuildReport,
+        progress: Progress | None = None,
     ) -> set[FileKey]:
         """Re-index what changed; returns the keys that stay in the index."""
         kept: set[FileKey] = set()
         pending: list[_Parsed] = []
-        for key, file in sorted(found.items(), key=lambda item: item[1].path):
+        total = len(found)
+        for done, (key, file) in enumerate(sorted(found.items(), key=lambda item: item[1].path)):
+            if progress is not None:
+                progress(done, total)
             outcome = self._parse_if_changed(key, file, manifests[key[0]].get(key[1]), report)
             if outcome == "skipped":  # no longer indexable: an old entry is removed
                 continue
@@ -246,6 +254,8 @@ class MarkdownIndexer:
                 self._write(pending, report)
                 pending = []
         self._write(pending, report)
+        if progress is not None:
+            progress(total, total)
         return kept
 
     def _parse_if_changed(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import resource
+import select
 import shutil
 import signal
 import sqlite3
@@ -231,3 +234,45 @@ def test_check_tells_staleness_from_damage_and_caps_the_list(docs: Path, tmp_pat
     assert code == 1 and "damaged: fts_mismatch " in out and "index is damaged: 1 problem" in out
     code, out, _ = run("index", "check", "--db", str(db), "--repair")
     assert code == 0 and "index is consistent and up to date" in out, out
+
+
+def test_build_shows_a_progress_bar_on_a_terminal_and_nothing_without_one(
+    tmp_path: Path,
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(400):
+        (docs / f"n{i:03d}.md").write_text(f"# Note {i}\n\nWords {i}.\n", encoding="utf-8")
+    code, out, err = run("index", "build", str(docs), "--db", str(tmp_path / "a.db"))
+    assert code == 0 and "400 files: 400 added" in out
+    assert err == ""  # no terminal: no bar, nothing else
+
+    main, child = pty.openpty()  # a real terminal for stderr
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neat", "index", "build", str(docs), "--db", str(tmp_path / "b.db")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=child,
+        env=env,
+    )
+    os.close(child)
+    drawn = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child side closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main)
+    assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None and "400 files: 400 added" in proc.stdout.read().decode()
+    screen = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", drawn).decode("utf-8", "replace")
+    assert "indexing" in screen and "/400 files" in screen, screen[-500:]
