@@ -11,7 +11,7 @@ from pydantic import Field, NonNegativeInt
 
 from neat.config import PathStr, SourceConfig, register_component
 from neat.errors import DataError
-from neat.interfaces import Document
+from neat.interfaces import Document, IDocumentIndexer
 from neat.interfaces.contexts import SourceContext
 
 from .embedders import build_embedder
@@ -53,7 +53,7 @@ class MarkdownDataSource:
 
     def __init__(
         self,
-        indexer: MarkdownIndexer,
+        indexer: IDocumentIndexer,
         roots: Sequence[Path],
         *,
         unit: Literal["file", "chunk"] = "file",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from neat.interfaces.records import Batch, Document, SearchHit, TrainState
 
@@ -174,10 +174,19 @@ class IEmbedder(Protocol):
 
 @runtime_checkable
 class IDocumentIndexer(Protocol):
-    """Keeps a searchable index of a document tree current."""
+    """Keeps a searchable index of a document tree current, and serves its documents to
+    training from one consistent snapshot. `db` is where the index lives."""
 
-    def build(self, paths: Sequence[Path]) -> Mapping[str, Any]: ...
+    db: Path
 
-    def search(self, query: str, k: int = 10, mode: str = "bm25") -> list[SearchHit]: ...
+    def build(self, paths: Sequence[Path] = ()) -> Mapping[str, Any]: ...
+
+    def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchHit]: ...
 
     def stats(self) -> Mapping[str, Any]: ...
+
+    def documents(
+        self, unit: Literal["file", "chunk"] = "file", *, roots: Sequence[Path] | None = None
+    ) -> Iterator[Document]: ...
+
+    def fingerprint(self, *, roots: Sequence[Path] | None = None) -> str: ...

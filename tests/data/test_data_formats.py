@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 
 from neat.config import load_config
 from neat.data import JsonlSource, MixtureSource, TextFileSource
-from neat.di.factories import make_data_source
+from neat.data.sources import build_data_source
 from neat.errors import DataError
 
 
@@ -101,7 +103,7 @@ def test_config_shorthand_and_weighted_mixture(tmp_path: Path) -> None:
     docs = tree(tmp_path)
     path = write_jsonl(tmp_path / "d.jsonl", [json.dumps({"text": "zulu"})])
     single = load_config(raw={"data": {"type": "text", "path": str(docs / "a.txt")}})
-    assert isinstance(make_data_source(single), TextFileSource)
+    assert isinstance(build_data_source(single.data, single.indexing), TextFileSource)
     mixed = load_config(
         raw={
             "data": {
@@ -112,7 +114,7 @@ def test_config_shorthand_and_weighted_mixture(tmp_path: Path) -> None:
             }
         }
     )
-    source = make_data_source(mixed)
+    source = build_data_source(mixed.data, mixed.indexing)
     assert isinstance(source, MixtureSource)
     assert [w for _, w in source.parts] == [3.0, 1.0]
     assert [d.text for d in source.documents()] == ["alpha", "zulu"]
@@ -160,12 +162,11 @@ def test_jsonl_prompt_field_typo_names_prompt_field(tmp_path: Path) -> None:
         list(source.documents())
 
 
-def test_jsonl_field_missing_from_most_records_warns(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_jsonl_field_missing_from_most_records_warns(tmp_path: Path) -> None:
     lines = [json.dumps({"body": "x"})] * 7 + [json.dumps({"text": "kept"})] * 3
     path = write_jsonl(tmp_path / "d.jsonl", lines)
     source = JsonlSource([str(path)])
-    assert [d.text for d in source.documents()] == ["kept"] * 3
-    out = capsys.readouterr().out
+    with structlog.testing.capture_logs() as logs:
+        assert [d.text for d in source.documents()] == ["kept"] * 3
+    out = " ".join(str(entry) for entry in logs)
     assert "7 of 10 records" in out and "text_field" in out and "'body'" in out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,15 @@ from neat.models.gpt import GPTConfig
 EQUALS = ord("=")
 
 
-def _addition_jsonl(path: Path, repeats: int = 3, seed: int = 0) -> list[tuple[str, str]]:
-    """Single-digit addition mod 10: prompt "a+b=", response "c"; every pair `repeats` times."""
-    pairs = [(f"{a}+{b}=", str((a + b) % 10)) for a in range(10) for b in range(10)] * repeats
+def _addition_jsonl(
+    path: Path,
+    repeats: int = 3,
+    seed: int = 0,
+    answer: Callable[[int, int], int] = lambda a, b: (a + b) % 10,
+) -> list[tuple[str, str]]:
+    """Single-digit pairs: prompt "a+b=", response `answer(a, b)` (addition mod 10 unless
+    told otherwise); every pair `repeats` times."""
+    pairs = [(f"{a}+{b}=", str(answer(a, b))) for a in range(10) for b in range(10)] * repeats
     random.Random(seed).shuffle(pairs)
     lines = [json.dumps({"prompt": p, "response": r}) for p, r in pairs]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -128,7 +134,10 @@ def one_thread() -> Iterator[None]:
 
 @pytest.mark.usefixtures("one_thread")
 def test_tiny_model_fine_tuned_on_a_toy_task_learns_it(tmp_path: Path) -> None:
-    pairs = _addition_jsonl(tmp_path / "add.jsonl")
+    # The larger of two digits: with an end-of-text id after every record (as there must be),
+    # this one-layer model learns it in 500 steps (accuracy 1.00), where addition mod 10
+    # stays at chance for over 1000 steps (measured; without separators it had learned that).
+    pairs = _addition_jsonl(tmp_path / "add.jsonl", answer=max)
     (tmp_path / "sft.yaml").write_text(SFT_CONFIG, encoding="utf-8")
     container = build_container(load_config(tmp_path / "sft.yaml"), run_dir=tmp_path / "run")
     data = container.token_data()
@@ -138,7 +147,9 @@ def test_tiny_model_fine_tuned_on_a_toy_task_learns_it(tmp_path: Path) -> None:
 
     def accuracy() -> float:
         prompts = sorted(set(pairs[: int(len(pairs) * 0.9)]))  # held in: from the train split
-        ids = torch.tensor([tokenizer.encode(p) for p, _ in prompts])
+        # as in training, where every record follows the end-of-text id of the one before
+        start = [tokenizer.eot_id] if tokenizer.eot_id is not None else []
+        ids = torch.tensor([start + tokenizer.encode(p) for p, _ in prompts])
         with torch.no_grad():
             model.eval()
             guesses = model(ids)["logits"][:, -1].argmax(-1).tolist()

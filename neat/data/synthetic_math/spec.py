@@ -53,11 +53,11 @@ from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_
 from neat.config import SourceConfig, StrictModel
 
 __all__ = [
+    "CONTEXT_KEY",
     "FORMAT_NAMES",
     "LEVEL_OPERATIONS",
     "OPERAND_RANGES",
     "OPERATIONS",
-    "CONTEXT_KEY",
     "MathSpec",
     "SyntheticMathSourceConfig",
     "SyntheticMathTestConfig",
