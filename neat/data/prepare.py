@@ -253,7 +253,9 @@ def _build(
         if callable(close):  # stops the workers at once if writing failed
             close()
     if writer.tokens == 0 or done == 0:  # end-of-text ids alone are no text to train on
-        raise DataError(f"{source.describe()} is empty: no tokens of text to train on; check data.path")
+        raise DataError(
+            f"{source.describe()} is empty: no tokens of text to train on; check data.path"
+        )
     if progress is not None:
         progress(done, done)
     manifest: dict[str, Any] = {
