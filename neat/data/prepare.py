@@ -46,7 +46,13 @@ from neat.data.workers import (
 )
 from neat.errors import DataError
 from neat.files import pid_alive, write_json_atomic
-from neat.interfaces import IDataSource, ITokenizer
+from neat.interfaces import (
+    IDataSource,
+    IFileSource,
+    IFormattedSource,
+    IMixtureSource,
+    ITokenizer,
+)
 
 __all__ = [
     "DEFAULT_SHARD_TOKENS",
@@ -69,14 +75,13 @@ Progress = Callable[[int, int], None]
 
 def source_parts(source: IDataSource) -> list[tuple[IDataSource, float]]:
     """The weighted parts of a source: a mixture's `(source, weight)` parts, else itself."""
-    parts = getattr(source, "parts", None)
-    if isinstance(parts, list | tuple) and parts:
-        return [(part, float(weight)) for part, weight in parts]
+    if isinstance(source, IMixtureSource) and source.parts:
+        return [(part, float(weight)) for part, weight in source.parts]
     return [(source, 1.0)]
 
 
 def _format_of(source: IDataSource, data_format: str | None) -> str:
-    found = data_format or getattr(source, "format", None) or "text"
+    found = data_format or (source.format if isinstance(source, IFormattedSource) else "text")
     if found not in DATA_FORMATS:
         raise ValueError(f"data format must be one of {DATA_FORMATS}, got {found!r}")
     return str(found)
@@ -86,22 +91,21 @@ def _source_bytes(source: IDataSource) -> int:
     """The size of the files a source reads (0 when it does not say): for progress only."""
     total = 0
     for part, _ in source_parts(source):
-        for file in getattr(part, "files", None) or ():
+        for file in part.files if isinstance(part, IFileSource) else ():
             with contextlib.suppress(OSError):
                 total += Path(file).stat().st_size
     return total
 
 
 def _report_of(source: IDataSource) -> dict[str, Any] | None:
-    report = getattr(source, "report", None)
-    summary = getattr(report, "summary", None)
-    if not callable(summary):
+    if not isinstance(source, IFileSource):
         return None
+    report = source.report
     return {
-        "summary": str(summary()),
-        "undecodable": list(getattr(report, "undecodable", [])),
-        "replaced": list(getattr(report, "replaced", [])),
-        "bad_lines": len(getattr(report, "bad_lines", [])),
+        "summary": report.summary(),
+        "undecodable": list(report.undecodable),
+        "replaced": list(report.replaced),
+        "bad_lines": len(report.bad_lines),
     }
 
 

@@ -541,13 +541,12 @@ def _paths(path: str | list[str]) -> list[str]:
     return [path] if isinstance(path, str) else list(path)
 
 
+def _file_options(cfg: FileSourceConfig) -> dict[str, Any]:
+    return {"include": cfg.include, "exclude": cfg.exclude, "on_decode_error": cfg.on_decode_error}
+
+
 def build_text_source(cfg: TextSourceConfig, ctx: SourceContext) -> TextFileSource:
-    return TextFileSource(
-        _paths(cfg.path),
-        include=cfg.include,
-        exclude=cfg.exclude,
-        on_decode_error=cfg.on_decode_error,
-    )
+    return TextFileSource(_paths(cfg.path), **_file_options(cfg))
 
 
 def build_jsonl_source(cfg: JsonlSourceConfig, ctx: SourceContext) -> JsonlSource:
@@ -559,9 +558,7 @@ def build_jsonl_source(cfg: JsonlSourceConfig, ctx: SourceContext) -> JsonlSourc
         messages_field=cfg.messages_field,
         format=ctx.format,
         on_bad_line=cfg.on_bad_line,
-        include=cfg.include,
-        exclude=cfg.exclude,
-        on_decode_error=cfg.on_decode_error,
+        **_file_options(cfg),
     )
 
 

@@ -17,7 +17,7 @@ from neat.config import ComponentConfig, PathStr, build, register_component
 from neat.data.bpe import HFTokenizer, train_bpe
 from neat.errors import CheckpointError, ConfigError, DataError
 from neat.files import write_text_atomic
-from neat.interfaces import IDataSource, ITokenizer
+from neat.interfaces import IDataSource, IFormattedSource, IMixtureSource, ITokenizer
 from neat.interfaces.contexts import TokenizerContext
 
 log = structlog.get_logger(__name__)
@@ -272,9 +272,8 @@ def encode_to_array(tokenizer: ITokenizer, text: str) -> np.ndarray:
 def _char_needs_eot(source: IDataSource) -> bool:
     """Prompt/response records are short documents that must stay apart in the token stream
     (the model learns where a response ends); plain text keeps the vocabulary it always had."""
-    parts = getattr(source, "parts", None)
-    sources = [part for part, _ in parts] if isinstance(parts, list | tuple) and parts else [source]
-    return any(getattr(part, "format", None) == "prompt_response" for part in sources)
+    parts = [p for p, _ in source.parts] if isinstance(source, IMixtureSource) else [source]
+    return any(isinstance(p, IFormattedSource) and p.format == "prompt_response" for p in parts)
 
 
 def _char_cache_path(source: IDataSource, cache_dir: Path) -> Path:

@@ -25,10 +25,14 @@ __all__ = [
     "IDocumentIndexer",
     "IEmbedder",
     "IEvaluator",
+    "IFileSource",
+    "IFormattedSource",
     "IMeasuredModel",
+    "IMixtureSource",
     "IModel",
     "IMonitor",
     "IOptimizerFactory",
+    "IReadReport",
     "ITokenizer",
     "ITrainer",
     "SearchHit",
@@ -45,6 +49,44 @@ class IDataSource(Protocol):
     def fingerprint(self) -> str: ...
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class IMixtureSource(Protocol):
+    """A source made of weighted parts, each prepared and sampled on its own."""
+
+    @property
+    def parts(self) -> Sequence[tuple[IDataSource, float]]: ...
+
+
+@runtime_checkable
+class IFormattedSource(Protocol):
+    """A source that says its data format: `prompt_response` documents carry the segments
+    the token cache keeps as a loss mask."""
+
+    @property
+    def format(self) -> str: ...
+
+
+class IReadReport(Protocol):
+    """What reading files found: skipped binaries, lossy decodes, malformed lines."""
+
+    undecodable: list[str]
+    replaced: list[str]
+    bad_lines: list[str]
+
+    def summary(self) -> str: ...
+
+
+@runtime_checkable
+class IFileSource(Protocol):
+    """A source that reads files: their paths (for progress) and what reading them found."""
+
+    @property
+    def files(self) -> Sequence[Path]: ...
+
+    @property
+    def report(self) -> IReadReport: ...
 
 
 @runtime_checkable

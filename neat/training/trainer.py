@@ -324,10 +324,9 @@ class Trainer:
         tokens_per_s = window.tokens_per_s(state.step, self.options.tokens_per_step)
         device_peak = peak_flops(self.device)
         peak = device_peak * self.dist.world_size if device_peak else None
-        flops = getattr(self.model, "flops_per_token", None)
-        mfu = (
-            flops(self.options.seq_len) * tokens_per_s / peak if peak and callable(flops) else None
-        )
+        mfu = None
+        if peak and isinstance(self.model, IMeasuredModel):
+            mfu = self.model.flops_per_token(self.options.seq_len) * tokens_per_s / peak
         state.metrics["loss"] = loss_value
         self.bus.publish(
             TrainMetrics(
