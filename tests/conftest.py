@@ -49,3 +49,15 @@ def tiny_config(tmp_path: Path, corpus: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG.format(max_steps=30), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def components_registered_by_a_test_go_with_it() -> Iterator[None]:
+    """A test that registers a component type of its own (a plugin) leaves the one registry
+    as it found it: neat's own types stay, the test's are dropped."""
+    yield
+    from neat.config import registry
+
+    for entries in registry._REGISTRY.values():
+        for name in [n for n, c in entries.items() if not c.config.__module__.startswith("neat.")]:
+            del entries[name]

@@ -6,10 +6,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 from torch import nn
+
+from neat.config import ModelConfig
+
+
+class TransformerConfig(ModelConfig):
+    """Fields every model built from these blocks shares: the strategy names pick entries of
+    the tables at the bottom of this file."""
+
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    bias: bool = True
+    pad_vocab_multiple: PositiveInt = Field(
+        default=1, description="pad the vocab for faster matmuls"
+    )
+    attention: Literal["mha"] = "mha"
+    mlp: Literal["gelu"] = "gelu"
+    norm: Literal["layernorm"] = "layernorm"
+    position: Literal["learned"] = "learned"
 
 
 class CausalSelfAttention(nn.Module):

@@ -10,14 +10,22 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from neat.config import ModelConfig, register_component
+from neat.config import register_component
 from neat.interfaces.contexts import ModelContext
-from neat.models.blocks import ATTENTION, MLPS, NORMS, POSITIONS, Block, gpt2_init
+from neat.models.blocks import (
+    ATTENTION,
+    MLPS,
+    NORMS,
+    POSITIONS,
+    Block,
+    TransformerConfig,
+    gpt2_init,
+)
 
 IGNORE_INDEX = -100
 
 
-class GPTConfig(ModelConfig):
+class GPTConfig(TransformerConfig):
     """GPT-2 layout. The strategy fields name the block parts; later models add choices."""
 
     type: Literal["gpt"] = "gpt"
@@ -25,15 +33,6 @@ class GPTConfig(ModelConfig):
     n_head: PositiveInt = 4
     n_embd: PositiveInt = 128
     block_size: PositiveInt = Field(default=64, description="context length in tokens")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    bias: bool = True
-    pad_vocab_multiple: PositiveInt = Field(
-        default=1, description="pad the vocab for faster matmuls"
-    )
-    attention: Literal["mha"] = "mha"
-    mlp: Literal["gelu"] = "gelu"
-    norm: Literal["layernorm"] = "layernorm"
-    position: Literal["learned"] = "learned"
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> GPTConfig:

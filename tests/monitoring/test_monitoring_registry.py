@@ -41,7 +41,9 @@ def _build_recorder(cfg: RecorderConfig, ctx: MonitorContext) -> _Recorder:
     return _Recorder(cfg.prefix)
 
 
-register_component("monitor", RecorderConfig, _build_recorder)
+@pytest.fixture(autouse=True)
+def recorder_registered() -> None:
+    register_component("monitor", RecorderConfig, _build_recorder)
 
 
 def _monitors(tmp_path: Path, monitoring: MonitoringConfig) -> list[IMonitor]:

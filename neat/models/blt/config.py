@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from neat.config import ModelConfig, PathStr, StrictModel
+from neat.config import PathStr, StrictModel
+from neat.models.blocks import TransformerConfig
 
 __all__ = ["BLTConfig", "BLTPatchingConfig"]
 
@@ -37,7 +38,7 @@ class BLTPatchingConfig(StrictModel):
         return self
 
 
-class BLTConfig(ModelConfig):
+class BLTConfig(TransformerConfig):
     """Shapes default to the CPU scale of the research notes: 1 encoder layer at 64 wide,
     4 global layers at 128 (= cross_attn_k · local_dim), 2 decoder layers at 64."""
 
@@ -57,15 +58,6 @@ class BLTConfig(ModelConfig):
         default_factory=lambda: [3, 4, 5, 6, 7, 8], description="n of the hash n-gram tables"
     )
     hash_buckets: PositiveInt = Field(default=4096, description="rows of each n-gram table")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    bias: bool = True
-    pad_vocab_multiple: PositiveInt = Field(
-        default=1, description="pad the vocab for faster matmuls"
-    )
-    attention: Literal["mha"] = "mha"
-    mlp: Literal["gelu"] = "gelu"
-    norm: Literal["layernorm"] = "layernorm"
-    position: Literal["learned"] = "learned"
     entropy_model: PathStr | None = Field(
         default=None, description="run or checkpoint of the byte entropy model; none: static"
     )
