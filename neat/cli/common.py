@@ -13,7 +13,14 @@ import click
 
 from neat.errors import NeatError, TrainingDiverged, TrainingInterrupted
 
-__all__ = ["EXIT_USAGE", "config_options", "load_container", "user_errors"]
+__all__ = [
+    "EXIT_USAGE",
+    "config_options",
+    "db_option",
+    "load_container",
+    "optional_config_options",
+    "user_errors",
+]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,24 +52,45 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def config_options(func: F) -> F:
-    func = click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value by dotted key, e.g. --set training.max_steps=100; a "
-        "number picks a list item (--set data.sources.0.path=corpus/). Values are YAML: "
-        "numbers, booleans, lists, or a {...} subtree. Relative paths typed here resolve "
-        "against the current folder (those in the config file against its folder). Repeatable.",
-    )(func)
+_SET_HELP = (
+    "Override a config value by dotted key, e.g. --set training.max_steps=100; a number picks "
+    "a list item (--set data.sources.0.path=corpus/). Values are YAML: numbers, booleans, "
+    "lists, or a {...} subtree. Relative paths typed here resolve against the current folder "
+    "(those in the config file against its folder). Repeatable."
+)
+
+
+def _config_options(required: bool, config_help: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP
+        )(func)
+        return click.option(
+            "-c",
+            "--config",
+            "config_path",
+            required=required,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help=config_help,
+        )(func)
+
+    return decorate
+
+
+# -c/--config (required) and --set: the options of every command that runs a config.
+config_options = _config_options(True, "Experiment config file (.yaml, .json or .toml).")
+# The same for commands that also work without a config (`neat index`).
+optional_config_options = _config_options(
+    False, "An experiment config whose settings to use (default: neat's defaults)."
+)
+
+
+def db_option(func: F) -> F:
+    """--db: the index file, for every `neat index` command."""
     return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        required=True,
+        "--db",
         type=click.Path(path_type=Path, dir_okay=False),
-        help="Experiment config file (.yaml, .json or .toml).",
+        help="The index file (default: indexing.db of CONFIG, else .neat/index.db).",
     )(func)
 
 

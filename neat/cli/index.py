@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from neat.cli.common import user_errors
+from neat.cli.common import db_option, optional_config_options, user_errors
 from neat.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,25 +55,7 @@ def _open(config: IndexingConfig, db: Path | None, *, embed: bool = True) -> Mar
 
 def _common(func: Any) -> Any:
     """--db, -c/--config and --set, shared by every index command."""
-    func = click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a value of CONFIG, e.g. --set indexing.chunking.max_chars=1000.",
-    )(func)
-    func = click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="An experiment config whose `indexing` section to use.",
-    )(func)
-    return click.option(
-        "--db",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="The index file (default: indexing.db, .neat/index.db).",
-    )(func)
+    return db_option(optional_config_options(func))
 
 
 def _print_json(value: Any) -> None:
