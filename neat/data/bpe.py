@@ -83,12 +83,7 @@ class HFTokenizer:
         self.eot_token = eot_token if eot_token is not None else self.default_eot_token
         self._eot_id = vocab[self.eot_token] if self.eot_token is not None else None
 
-    # -- construction --------------------------------------------------------------------------
-
-    @classmethod
-    def from_file(cls, path: Path, eot_token: str | None = None) -> HFTokenizer:
-        """Load a `tokenizer.json`; raises OSError / ValueError / Exception from the library."""
-        return cls.from_str(Path(path).read_text(encoding="utf-8"), eot_token)
+    # -- construction ------------------------------------------------------------------------------
 
     @classmethod
     def from_str(cls, text: str, eot_token: str | None = None) -> HFTokenizer:
@@ -103,7 +98,7 @@ class HFTokenizer:
         """The wrapped `tokenizers.Tokenizer`, for direct use (benchmarks, batch encoding)."""
         return self._tok
 
-    # -- ITokenizer ----------------------------------------------------------------------------
+    # -- ITokenizer --------------------------------------------------------------------------------
 
     @property
     def vocab_size(self) -> int:

@@ -58,7 +58,7 @@ from neat.training.run_dir import write_run_files
 log = structlog.get_logger(__name__)
 
 
-# -- where it runs -------------------------------------------------------------------------------
+# -- where it runs ---------------------------------------------------------------------------------
 
 
 def make_dist(training: TrainingConfig) -> DistInfo:
@@ -86,7 +86,7 @@ def agreed(value: Any, dist: DistInfo) -> Any:
     return broadcast_object(value, dist) if dist.active else value
 
 
-# -- data --------------------------------------------------------------------------------------
+# -- data ------------------------------------------------------------------------------------------
 
 
 def cache_dir_of(data: DataConfig) -> Path:
@@ -163,7 +163,7 @@ def make_train_batches(
     )
 
 
-# -- model and optimizer -------------------------------------------------------------------------
+# -- model and optimizer ---------------------------------------------------------------------------
 
 
 INIT_FROM_TOKENIZER_FIX = (
@@ -232,7 +232,7 @@ def make_optimizer(
     return factory.create(unwrap_model(model), device)
 
 
-# -- evaluation, checkpoints, monitors -----------------------------------------------------------
+# -- evaluation, checkpoints, monitors -------------------------------------------------------------
 
 
 def make_evaluator(

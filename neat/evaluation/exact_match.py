@@ -182,7 +182,7 @@ class ExactMatchEvaluator:
         head, newline, _ = text.partition("\n")
         return bool(newline) and head == answer
 
-    # -- teacher-forced loss on the answers -------------------------------------------------------
+    # -- teacher-forced loss on the answers --------------------------------------------------------
 
     def _answer_nats(self, model: IModel, items: list[_Encoded]) -> tuple[float, int]:
         """Summed nats and count of answer tokens; right padding is exact for a causal model."""
@@ -211,7 +211,7 @@ class ExactMatchEvaluator:
             count += int((y != IGNORE).sum())
         return total, count
 
-    # -- IEvaluator -------------------------------------------------------------------------------
+    # -- IEvaluator --------------------------------------------------------------------------------
 
     @torch.no_grad()
     def evaluate(self, model: IModel) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Dense embedders for the index: a sentence-transformers model read from a local folder.
 
 Never downloads: a path that is not a folder would otherwise be taken for a hub id by
-sentence-transformers (docs/research/indexing.md §4), so the folder is checked first and the
+sentence-transformers, so the folder is checked first and the
 model is loaded with `local_files_only=True`.
 """
 

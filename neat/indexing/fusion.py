@@ -23,8 +23,8 @@ def reciprocal_rank_fusion(
     score(d) = Σ_r w_r / (k + rank_r(d)), ranks from 1, summed over the lists that hold d
     (Cormack, Clarke & Büttcher, "Reciprocal rank fusion outperforms Condorcet and individual
     rank learning methods", SIGIR 2009, doi:10.1145/1571941.1572114; k = 60 there). Weights
-    default to 1; down-weight a weak leg (docs/research/indexing.md §3.3 measured plain RRF
-    with a weak dense leg doing worse than BM25 alone). A doc repeated within one list counts
+    default to 1; down-weight a weak leg (plain RRF with a weak dense leg can do worse than
+    BM25 alone). A doc repeated within one list counts
     at its best rank only. Equal scores keep the order of first appearance, reading the lists
     rank by rank (all rank-1 entries in list order, then all rank-2 entries, ...), so the
     result never depends on hashing.

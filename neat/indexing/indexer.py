@@ -1,7 +1,7 @@
 """`MarkdownIndexer`: keeps a SQLite index of markdown trees current and searches it.
 
-A build follows the plan -> embed -> commit order of the research notes
-(docs/research/indexing.md §2):
+A build plans, then embeds, then commits, so that a crash at any point leaves the index
+consistent:
 
 1. scan the paths; a file whose (size, mtime_ns) equals its manifest entry is unchanged;
 2. otherwise read it and hash it; equal sha256 only refreshes the stat (a touch is no edit);
@@ -143,7 +143,7 @@ class MarkdownIndexer:
         self._chunker = chunker_key(config.chunking)
         self._dense: tuple[int, VectorIndex] | None = None
 
-    # ------------------------------------------------------------------ lifecycle
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     def close(self) -> None:
         self._store.close()
@@ -164,7 +164,7 @@ class MarkdownIndexer:
         """Grows with every committed change of the indexed content or vectors."""
         return self._store.generation
 
-    # ------------------------------------------------------------------ build
+    # -- build -------------------------------------------------------------------------------------
 
     def build(
         self, paths: Sequence[Path] = (), *, progress: Progress | None = None
@@ -323,7 +323,7 @@ class MarkdownIndexer:
             report.chunks_removed += self._store.remove_file(root_id, rel)
             report.removed += 1
 
-    # ------------------------------------------------------------------ embeddings
+    # -- embeddings --------------------------------------------------------------------------------
 
     def _sync_embedder(self) -> None:
         """Vectors of another model are void: drop them all (re-embedded by this build)."""
@@ -367,7 +367,7 @@ class MarkdownIndexer:
         with self._store.transaction():
             self._store.set_meta("last_build", json.dumps(summary))
 
-    # ------------------------------------------------------------------ search
+    # -- search ------------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchHit]:
         """The `k` best chunks for free text. `mode` (default `indexing.mode`): "auto" (hybrid
@@ -443,7 +443,7 @@ class MarkdownIndexer:
             if i in rows  # a chunk replaced between the two legs' reads
         ]
 
-    # ------------------------------------------------------------------ inspection
+    # -- inspection --------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         last = self._store.get_meta("last_build")
@@ -535,7 +535,7 @@ class MarkdownIndexer:
                 digest.update(f"{root.path}\0{row.path}\0{row.sha256}\0{row.chunker}\n".encode())
         return digest.hexdigest()
 
-    # ------------------------------------------------------------------ check
+    # -- check -------------------------------------------------------------------------------------
 
     def check(self, repair: bool = False) -> dict[str, Any]:
         """The index against itself and the files on disk (`neat.indexing.integrity`)."""

@@ -266,7 +266,7 @@ def _indexable(path: Path) -> bool:
         return False
 
 
-# ---------------------------------------------------------------------- SQL of the checks
+# -- SQL of the checks -----------------------------------------------------------------------------
 
 
 def integrity_errors(store: IndexStore) -> list[str]:

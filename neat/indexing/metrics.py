@@ -1,6 +1,6 @@
 """Retrieval metrics for the index benchmark, with binary relevance.
 
-Definitions follow trec_eval / pytrec_eval as BEIR uses them (docs/research/indexing.md §6):
+Definitions follow trec_eval / pytrec_eval as BEIR (Thakur et al., 2021) uses them:
 Recall@k = |relevant ∩ top-k| / |relevant|; MRR@k = 1 / rank of the first relevant hit in the
 top k, else 0; nDCG@k = DCG@k / IDCG@k with DCG = Σ_i rel_i / log2(i + 1), ranks i from 1, and
 IDCG putting min(|relevant|, k) relevant docs at the top. A doc listed twice in one ranking

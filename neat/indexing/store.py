@@ -1,10 +1,9 @@
 """The index database: one SQLite file (WAL) holding the manifest, chunks, FTS5 and vectors.
 
-SQLite is the source of truth; any in-memory vector index is a cache rebuilt from it
-(research notes, docs/research/indexing.md §3.4). Every change to one file is one
-`BEGIN IMMEDIATE` transaction, so a process killed at any moment leaves each file either fully
-old or fully new, and the next build finishes the job (the failure modes in §2: duplicates,
-half-written updates, deletions before the replacement exists).
+SQLite is the source of truth; any in-memory vector index is a cache rebuilt from it. Every
+change to one file is one `BEGIN IMMEDIATE` transaction, so a process killed at any moment
+leaves each file either fully old or fully new, and the next build finishes the job (no
+duplicates, no half-written updates, no deletion before the replacement exists).
 
 The file is marked as neat's by `PRAGMA application_id` (`APPLICATION_ID`), set when the
 schema is created. An existing file is identified before anything is written to it (before
@@ -360,7 +359,7 @@ class IndexStore:
                 "from the source files) or set indexing.db to another file"
             ) from exc
 
-    # ------------------------------------------------------------------ connection, schema
+    # -- connection, schema ------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -437,7 +436,7 @@ class IndexStore:
         finally:
             self.lock.release()
 
-    # ------------------------------------------------------------------ meta
+    # -- meta --------------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -461,7 +460,7 @@ class IndexStore:
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
         )
 
-    # ------------------------------------------------------------------ roots
+    # -- roots -------------------------------------------------------------------------------------
 
     def roots(self) -> list[RootRow]:
         rows = self.conn.execute("SELECT id, path, kind FROM roots ORDER BY path").fetchall()
@@ -506,7 +505,7 @@ class IndexStore:
             self.conn.execute("DELETE FROM roots WHERE id = ?", (root.id,))
             return True
 
-    # ------------------------------------------------------------------ manifest, files
+    # -- manifest, files ---------------------------------------------------------------------------
 
     def manifest(self, root_id: int) -> dict[str, FileRow]:
         rows = self.conn.execute(
@@ -617,7 +616,7 @@ class IndexStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    # ------------------------------------------------------------------ chunks
+    # -- chunks ------------------------------------------------------------------------------------
 
     def chunk_rows(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         wanted = list(dict.fromkeys(ids))
@@ -639,7 +638,7 @@ class IndexStore:
         )
         return [_chunk_row(row) for row in rows]
 
-    # ------------------------------------------------------------------ vectors
+    # -- vectors -----------------------------------------------------------------------------------
 
     def vector_hashes(self, hashes: Iterable[str]) -> set[str]:
         """Which of `hashes` already have a vector."""
@@ -705,7 +704,7 @@ class IndexStore:
             matrix[i] = np.frombuffer(blob, dtype=np.float32)
         return ids, matrix
 
-    # ------------------------------------------------------------------ search
+    # -- search ------------------------------------------------------------------------------------
 
     def search_bm25(self, query: str, k: int) -> list[tuple[int, float, str]]:
         """(chunk id, score, snippet) best first; score is -bm25, so larger is better."""
@@ -776,7 +775,7 @@ class IndexStore:
         found = dict(self.conn.execute("SELECT doc, term FROM temp.neat_query_vocab").fetchall())
         return [str(found.get(i, w)) for i, w in enumerate(words)]
 
-    # ------------------------------------------------------------------ counts
+    # -- counts ------------------------------------------------------------------------------------
 
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -1,7 +1,7 @@
 """Exact inner-product search over unit vectors keyed by int ids (the dense leg's RAM index).
 
-SQLite holds the vectors durably; this index is a cache rebuilt from it on start
-(docs/research/indexing.md §3.4), so it has no persistence of its own. Two backends give the
+SQLite holds the vectors durably; this index is a cache rebuilt from it on start, so it
+has no persistence of its own. Two backends give the
 same answers: NumPy (always there) and faiss-cpu when installed
 (`faiss.IndexIDMap2(faiss.IndexFlatIP)`, which keeps ids stable under `remove_ids`).
 """

@@ -154,7 +154,7 @@ def rename_keys(tensors: Mapping[str, torch.Tensor], rules: Sequence[RenameRule]
     return renamed
 
 
-# --- format 0: the legacy entropy-model layout --------------------------------------------
+# -- format 0: the legacy entropy-model layout -----------------------------------------------------
 #
 #   byte_embeddings.weight                              -> wte.weight
 #   position_embeddings.weight                          -> pos.wpe.weight

@@ -171,7 +171,7 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
-# -- the model ------------------------------------------------------------------------------------
+# -- the model -------------------------------------------------------------------------------------
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -215,7 +215,7 @@ def check_batch_divides(batch_size: int, info: DistInfo) -> None:
         )
 
 
-# -- agreement between ranks (each a collective: every rank calls it, in the same order) --------
+# -- agreement between ranks (each a collective: every rank calls it, in the same order) -----------
 
 
 def broadcast_object(obj: T, info: DistInfo) -> T:
@@ -267,7 +267,7 @@ def agree_on_stop(signum: int | None, info: DistInfo) -> int | None:
     return agreed or None
 
 
-# -- per-rank state in checkpoints ---------------------------------------------------------------
+# -- per-rank state in checkpoints -----------------------------------------------------------------
 
 
 def per_rank_state(local: dict[str, Any], info: DistInfo) -> dict[str, Any]:

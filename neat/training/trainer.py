@@ -141,7 +141,7 @@ class Trainer:
         self._stop_signal: int | None = None  # agreed by all ranks, before each step
         self._last_checkpoint: Path | None = None  # saved in this run, for the divergence message
 
-    # -- setup ---------------------------------------------------------------------------------
+    # -- setup -------------------------------------------------------------------------------------
 
     def restore(self) -> TrainState:
         """Load the resume checkpoint, or seed every RNG for a fresh start.
@@ -189,7 +189,7 @@ class Trainer:
             return str(self.device)
         return f"{self.dist.world_size} x {self.device.type} ({self.dist.mode})"
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- the loop ----------------------------------------------------------------------------------
 
     def fit(self) -> TrainState:
         """Train to the end. The run directory is locked first (rank 0 writes, so only it
@@ -308,7 +308,7 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm
 
-    # -- at intervals (the only host syncs) ------------------------------------------------------
+    # -- at intervals (the only host syncs) --------------------------------------------------------
 
     def _log(
         self,

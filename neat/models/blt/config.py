@@ -39,8 +39,8 @@ class BLTPatchingConfig(StrictModel):
 
 
 class BLTConfig(TransformerConfig):
-    """Shapes default to the CPU scale of the research notes: 1 encoder layer at 64 wide,
-    4 global layers at 128 (= cross_attn_k · local_dim), 2 decoder layers at 64."""
+    """Shapes default to a CPU scale (the paper's smallest models, shrunk): 1 encoder layer at
+    64 wide, 4 global layers at 128 (= cross_attn_k · local_dim), 2 decoder layers at 64."""
 
     type: Literal["blt"] = "blt"
     block_size: PositiveInt = Field(default=256, description="context length in bytes")

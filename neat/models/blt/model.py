@@ -92,7 +92,7 @@ class HashNgramEmbedding(nn.Module):
         return x
 
 
-# -- patch bookkeeping ----------------------------------------------------------------------------
+# -- patch bookkeeping -----------------------------------------------------------------------------
 
 
 def patch_ids_from_starts(starts: torch.Tensor) -> torch.Tensor:
@@ -158,7 +158,7 @@ class StaticPatcher:
         return (positions % self.size == 0).expand(b, t + 1)
 
 
-# -- layers ---------------------------------------------------------------------------------------
+# -- layers ----------------------------------------------------------------------------------------
 
 
 def _block(dim: int, heads: int, cfg: BLTConfig) -> Block:
@@ -310,7 +310,7 @@ class LocalDecoder(nn.Module):
         return logits
 
 
-# -- the model ------------------------------------------------------------------------------------
+# -- the model -------------------------------------------------------------------------------------
 
 
 class BLT(nn.Module):

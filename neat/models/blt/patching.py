@@ -55,7 +55,7 @@ BYTE_VOCAB_SIZE = 257  # neat's ByteTokenizer: 256 byte values + end of text
 EOT_ID = 256
 
 
-# --- entropies -------------------------------------------------------------------------------
+# -- entropies -------------------------------------------------------------------------------------
 
 
 def next_byte_entropies(
@@ -153,7 +153,7 @@ def _entropies(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return entropy.cpu()
 
 
-# --- boundary rules --------------------------------------------------------------------------
+# -- boundary rules --------------------------------------------------------------------------------
 
 
 def _rule_scores(entropies: torch.Tensor, mode: Mode) -> torch.Tensor:
@@ -224,7 +224,7 @@ def patch_lengths(starts: torch.Tensor) -> list[int]:
     return [int(n) for n in ends - positions]
 
 
-# --- calibration -----------------------------------------------------------------------------
+# -- calibration -----------------------------------------------------------------------------------
 
 
 def calibrate_threshold(
@@ -258,7 +258,7 @@ def calibrate_threshold(
     return float((scores[best - 1] + scores[best]) / 2)
 
 
-# --- the whole pipeline ----------------------------------------------------------------------
+# -- the whole pipeline ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def patch(
     return Patching(data, entropies, starts, patch_lengths(starts), threshold, mode)
 
 
-# --- diagnostics -----------------------------------------------------------------------------
+# -- diagnostics -----------------------------------------------------------------------------------
 
 
 def word_starts(data: str | bytes) -> torch.Tensor:
