@@ -35,7 +35,6 @@ from typing import Any
 import pytest
 import structlog
 import torch
-from neat.monitoring.registry import MonitorContext, build_monitors
 from rich.console import Console
 
 from neat.config import load_config
@@ -56,6 +55,7 @@ from neat.interfaces import IMonitor
 from neat.models import GPT
 from neat.models.gpt import GPTConfig
 from neat.monitoring import EventBus
+from neat.monitoring.registry import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory, resolve_precision
 from neat.optimization.adamw import AdamWConfig
 from neat.persistence import Checkpointer

@@ -2,20 +2,18 @@
 
 No hub, no downloaded weights: a WordPiece vocabulary is derived from a small in-memory
 corpus and a 2-layer, 32-wide BERT is initialised from a fixed seed, so every build gives the
-same vectors. The recipe follows docs/research/indexing.md §4 (verified there with
-sentence-transformers 6.2.0 / transformers 5.23).
+same vectors (verified with sentence-transformers 6.2.0 / transformers 5.23).
 
 Use it from a session-scoped fixture, e.g.::
 
-    from tiny_models import build_tiny_sentence_transformer
+    from tests.indexing.tiny_models import build_tiny_sentence_transformer
 
     @pytest.fixture(scope="session")
     def tiny_st(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-st"))
 
-`from tiny_models import ...` works for any test file in this folder under both `pytest` and
-`python -m pytest` (pytest puts the folder of a package-less test file on `sys.path`);
-`from tests.indexing.tiny_models import ...` works only under `python -m pytest`.
+The test folders are packages, so pytest puts the repository root on `sys.path` and the
+import works under both `pytest` and `python -m pytest`.
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import build_tiny_sentence_transformer
 
 from neat.config.indexing import ChunkingConfig, IndexingConfig
 from neat.errors import ConfigError, DataError
 from neat.indexing import IndexLockedError, MarkdownIndexer
 from neat.indexing.embedders import SentenceTransformerEmbedder
 from neat.interfaces import IDocumentIndexer, IEmbedder
+from tests.indexing.tiny_models import build_tiny_sentence_transformer
 
 RUST_BOOK = Path(__file__).resolve().parents[1] / "data" / "rust-book"
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_models import TINY_DIM, build_tiny_sentence_transformer
 
 from neat.config.indexing import SentenceTransformerEmbedderConfig
 from neat.errors import ConfigError
@@ -22,6 +21,7 @@ from neat.indexing.embedders import (
     embedder_fingerprint,
 )
 from neat.interfaces import IEmbedder
+from tests.indexing.tiny_models import TINY_DIM, build_tiny_sentence_transformer
 
 TEXTS = [
     "Markdown documents are split at headings.",
