@@ -37,7 +37,7 @@ import structlog
 import torch
 from rich.console import Console
 
-from neat.config import load_config
+from neat.config import build, load_config
 from neat.config.schema import ExperimentConfig
 from neat.data import (
     BatchSampler,
@@ -52,17 +52,17 @@ from neat.di import build_container
 from neat.evaluation import LossEvaluator
 from neat.evaluation.evaluator import LossEvaluatorConfig
 from neat.interfaces import IMonitor
+from neat.interfaces.contexts import MonitorContext
 from neat.models import GPT
 from neat.models.gpt import GPTConfig
 from neat.monitoring import EventBus
-from neat.monitoring.registry import MonitorContext, build_monitors
 from neat.optimization import AdamWFactory, resolve_precision
 from neat.optimization.adamw import AdamWConfig
 from neat.persistence import Checkpointer
 from neat.persistence.manifest import CHECKPOINTS_DIR
 from neat.training.device import resolve_device
 from neat.training.run_dir import write_run_files
-from neat.training.trainer import Schedule, Trainer
+from neat.training.trainer import RunFiles, Schedule, StepOptions, Trainer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "examples" / "data" / "tinyshakespeare.txt"
 # tests/conftest.py's TINY_CONFIG (benchmarks do not import the tests).
@@ -144,13 +144,13 @@ def build_by_hand(config: ExperimentConfig, run_dir: Path) -> Trainer:
 
     def make_monitors() -> list[IMonitor]:
         ctx = MonitorContext(run_dir, Console(stderr=True), config.monitoring.progress)
-        return build_monitors(config.monitoring.monitors, ctx)
+        return [build("monitor", cfg, ctx) for cfg in config.monitoring.monitors]
 
     return Trainer(
         model=model,
         optimizer=factory.create(model, device),
-        optimizer_factory=factory,
-        train_batches=sampler,
+        lr_at=factory.lr_at,
+        batches=sampler,
         evaluator=evaluator,
         checkpointer=Checkpointer(
             run_dir / CHECKPOINTS_DIR,
@@ -166,17 +166,21 @@ def build_by_hand(config: ExperimentConfig, run_dir: Path) -> Trainer:
             checkpoint_interval=config.checkpoint.interval,
             save_final=config.checkpoint.save_final,
         ),
+        options=StepOptions(
+            tokens_per_step=training.batch_size * training.grad_accum_steps * block_size,
+            seq_len=block_size,
+            precision=precision,
+            grad_clip=float(opt.grad_clip),
+            compile=training.compile,
+            seed=training.seed,
+        ),
+        run=RunFiles(
+            run_dir=run_dir,
+            write_run_files=lambda path: write_run_files(path, config, tokenizer),
+            make_monitors=make_monitors,
+            config=config.model_dump(mode="json"),
+        ),
         device=device,
-        precision=precision,
-        seed=training.seed,
-        tokens_per_step=training.batch_size * training.grad_accum_steps * block_size,
-        seq_len=block_size,
-        run_dir=run_dir,
-        prepare_run_dir=lambda path: write_run_files(path, config, tokenizer),
-        make_monitors=make_monitors,
-        compile_model=training.compile,
-        grad_clip=float(opt.grad_clip),
-        config_dict=config.model_dump(mode="json"),
     )
 
 
@@ -225,7 +229,7 @@ def test_resolve_trainer_vs_by_hand(benchmark: Any, tiny_config: Path, tmp_path:
     neat_weights, hand_weights = neat_trainer.model.state_dict(), hand_trainer.model.state_dict()
     assert neat_weights.keys() == hand_weights.keys()
     assert all(torch.equal(neat_weights[k], hand_weights[k]) for k in neat_weights)
-    neat_batch, hand_batch = (t.train_batches.next_batch() for t in (neat_trainer, hand_trainer))
+    neat_batch, hand_batch = (t.batches.next_batch() for t in (neat_trainer, hand_trainer))
     assert torch.equal(neat_batch.input_ids, hand_batch.input_ids)
     assert torch.equal(neat_batch.targets, hand_batch.targets)
 

@@ -73,25 +73,44 @@ def load_trained_model(
 
 
 def _check_fits(cfg: ModelConfig, vocab_size: int, memory: int, bytes_per_param: int) -> None:
+    key = (cfg.model_dump_json(), vocab_size)
+    if key not in _SHAPES:  # the same config always has the same shapes
+        _SHAPES[key] = _meta_shapes(cfg, vocab_size)
+    shape = _SHAPES[key]
+    if shape is None:
+        return
+    params, largest, largest_shape = shape
+    needed = params * bytes_per_param
+    if needed <= memory:
+        return
+    raise ConfigError(
+        f"model ({cfg.type}, block_size {cfg.block_size}, vocab {vocab_size}) has "
+        f"{params:,} parameters and needs at least {needed / 2**30:,.1f} GiB here, more than "
+        f"the {memory / 2**30:,.1f} GiB available; its largest tensor is {largest} "
+        f"{largest_shape}: lower model.block_size, model.vocab_size or the model's width"
+    )
+
+
+Shapes = tuple[int, str, tuple[int, ...]]
+_SHAPES: dict[tuple[str, int], Shapes | None] = {}
+
+
+def _meta_shapes(cfg: ModelConfig, vocab_size: int) -> Shapes | None:
+    """(parameter count, largest tensor's name and shape) of the model built on the meta
+    device (a few times a real build's Python time, no memory), or None when its builder
+    cannot run there (one that loads weights)."""
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             shapes = build("model", cfg, ModelContext(vocab_size=vocab_size))
-    except Exception:  # a builder that cannot run on meta (it loads weights): no estimate
-        return
+    except Exception:
+        return None
     seen: set[int] = set()
     tensors = []
     for name, param in shapes.named_parameters():
         if id(param) not in seen:
             seen.add(id(param))
             tensors.append((param.numel(), name, tuple(param.shape)))
-    params = sum(n for n, _, _ in tensors)
-    needed = params * bytes_per_param
-    if needed <= memory:
-        return
-    largest = max(tensors)
-    raise ConfigError(
-        f"model ({cfg.type}, block_size {cfg.block_size}, vocab {vocab_size}) has "
-        f"{params:,} parameters and needs at least {needed / 2**30:,.1f} GiB here, more than "
-        f"the {memory / 2**30:,.1f} GiB available; its largest tensor is {largest[1]} "
-        f"{largest[2]}: lower model.block_size, model.vocab_size or the model's width"
-    )
+    if not tensors:
+        return None
+    _, name, shape = max(tensors)
+    return sum(n for n, _, _ in tensors), name, shape
