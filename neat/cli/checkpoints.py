@@ -15,6 +15,8 @@ from neat.errors import CheckpointError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from neat.models.hf import ConversionReport
+
 __all__ = ["checkpoints", "describe_checkpoint"]
 
 # safetensors' dtype codes as torch spells them
@@ -175,7 +177,7 @@ def _print_rich(console: Console, info: Mapping[str, Any]) -> None:
 
 @click.group()
 def checkpoints() -> None:
-    """Inspect checkpoints: format version, pending migrations, tensors, config, metrics."""
+    """Inspect checkpoints; convert them to and from Hugging Face folders."""
 
 
 @checkpoints.command("inspect")
@@ -195,3 +197,40 @@ def checkpoints_inspect(path: Path, as_json: bool) -> None:
         _print_rich(console, info)
     else:
         _echo_plain(info)
+
+
+def _report(report: ConversionReport, what: str) -> None:
+    click.echo(f"wrote {report.out} ({what}, {report.layout} layout, {report.tensors} tensors)")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+@checkpoints.command("import-hf")
+@click.argument("hf_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="The new run folder to write."
+)
+@user_errors
+def checkpoints_import_hf(hf_dir: Path, out: Path) -> None:
+    """Convert the Hugging Face folder HF_DIR (config.json + model.safetensors, GPT-2 or
+    Llama; tokenizer.json when present) into a new neat run folder: a weights-only
+    checkpoint for `neat generate --checkpoint OUT` and `model.init_from: OUT`, and a
+    config.yaml whose data.path is a placeholder to replace before training."""
+    from neat.models.hf import import_hf
+
+    _report(import_hf(hf_dir, out), "neat run")
+
+
+@checkpoints.command("export-hf")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="The new folder to write."
+)
+@user_errors
+def checkpoints_export_hf(path: Path, out: Path) -> None:
+    """Write the checkpoint at PATH (or a run's newest) as a Hugging Face folder that
+    `AutoModelForCausalLM.from_pretrained(OUT)` loads: config.json, model.safetensors and,
+    for a BPE/HF tokenizer, tokenizer.json."""
+    from neat.models.hf import export_hf
+
+    _report(export_hf(path, out), "Hugging Face folder")
