@@ -6,95 +6,192 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from neat.config import ModelConfig
+from neat.models.attention import CausalSelfAttention, GroupedQueryAttention
+from neat.models.cache import LayerKV
+
+__all__ = [
+    "ATTENTION",
+    "MLPS",
+    "NORMS",
+    "POSITIONS",
+    "Block",
+    "CausalSelfAttention",
+    "GeluMLP",
+    "GroupedQueryAttention",
+    "LearnedPositions",
+    "NoPositions",
+    "ReLU2MLP",
+    "SwiGLU",
+    "TransformerConfig",
+    "gpt2_init",
+]
 
 
 class TransformerConfig(ModelConfig):
     """Fields every model built from these blocks shares: the strategy names pick entries of
-    the tables at the bottom of this file."""
+    the tables below. The defaults are GPT-2's blocks, which old checkpoints rely on."""
+
+    # (heads field, width field) of each stack of attention blocks, set by the model's config:
+    # the shape checks below run once per stack.
+    head_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     bias: bool = True
     pad_vocab_multiple: PositiveInt = Field(
         default=1, description="pad the vocab for faster matmuls"
     )
-    attention: Literal["mha"] = "mha"
-    mlp: Literal["gelu"] = "gelu"
-    norm: Literal["layernorm"] = "layernorm"
-    position: Literal["learned"] = "learned"
+    attention: Literal["mha", "gqa"] = "mha"
+    n_kv_head: PositiveInt | None = Field(
+        default=None, description="key/value heads of gqa (default: one per query head)"
+    )
+    qk_norm: bool = Field(default=False, description="RMSNorm over head_dim on q and k")
+    mlp: Literal["gelu", "swiglu", "relu2"] = "gelu"
+    mlp_hidden: PositiveInt | None = Field(
+        default=None, description="default: 4*dim (gelu, relu2), ~8*dim/3 (swiglu)"
+    )
+    mlp_multiple_of: PositiveInt = Field(
+        default=64, description="round swiglu's default hidden size up to a multiple of this"
+    )
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_eps: float = Field(default=1e-5, gt=0.0)
+    position: Literal["learned", "rope", "none"] = "learned"
+    rope_theta: float = Field(default=10000.0, gt=0.0, description="RoPE base wavelength")
+    tie_embeddings: bool = Field(default=True, description="lm_head shares wte's weight")
 
+    @model_validator(mode="after")
+    def _check_blocks(self) -> TransformerConfig:
+        if self.n_kv_head is not None and self.attention != "gqa":
+            raise ValueError(
+                f"n_kv_head is set ({self.n_kv_head}) but attention is {self.attention!r}: "
+                "set attention: gqa, or drop n_kv_head"
+            )
+        for heads_key, width_key in self.head_fields:
+            heads, width = getattr(self, heads_key), getattr(self, width_key)
+            if self.n_kv_head is not None and heads % self.n_kv_head:
+                raise ValueError(
+                    f"n_kv_head ({self.n_kv_head}) must divide {heads_key} ({heads}): pick "
+                    f"one of {[d for d in range(1, heads + 1) if heads % d == 0]}"
+                )
+            if self.position == "rope" and width % heads == 0 and (width // heads) % 2:
+                raise ValueError(
+                    f"position rope needs an even head size, but {width_key} / {heads_key} = "
+                    f"{width} / {heads} = {width // heads}: change {width_key} or {heads_key}, "
+                    "or use position: learned"
+                )
+        return self
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal attention; `scaled_dot_product_attention` picks flash kernels on GPU."""
-
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
-        super().__init__()
-        self.n_head = n_head
-        self.dropout = dropout
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
-        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
-        self.resid_dropout = nn.Dropout(dropout)
-
-    def forward(self, x_btc: torch.Tensor) -> torch.Tensor:
-        b, t, c = x_btc.shape
-        q, k, v = self.c_attn(x_btc).split(c, dim=2)
-        # (B, T, C) -> (B, H, T, C/H)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
-        out: torch.Tensor = self.resid_dropout(self.c_proj(y))
-        return out
+    def mlp_hidden_size(self, dim: int) -> int:
+        """`mlp_hidden`, or each MLP's default: 4*dim; for swiglu 2/3 of that (same parameter
+        count with its third matrix), rounded up to `mlp_multiple_of` as in Llama."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        if self.mlp == "swiglu":
+            m = self.mlp_multiple_of
+            return -(-int(8 * dim / 3) // m) * m
+        return 4 * dim
 
 
 class GeluMLP(nn.Module):
-    """The GPT-2 feed-forward: 4x expansion, tanh-free GELU."""
+    """The GPT-2 feed-forward: 4x expansion, tanh-free GELU (Hendrycks & Gimpel 2016)."""
 
-    def __init__(self, n_embd: int, dropout: float, bias: bool) -> None:
+    def __init__(self, n_embd: int, cfg: TransformerConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
-        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        hidden = cfg.mlp_hidden_size(n_embd)
+        self.c_fc = nn.Linear(n_embd, hidden, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
         return out
 
 
+class ReLU2MLP(GeluMLP):
+    """Squared ReLU, relu(x)^2 (So et al. 2021, "Primer"): a cheaper activation that trains
+    faster than GELU at the same width."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
+        return out
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward silu(x W_gate) * (x W_up) W_down (Shazeer 2020, "GLU Variants
+    Improve Transformer"), as in Llama; `c_proj` is the down projection."""
+
+    def __init__(self, n_embd: int, cfg: TransformerConfig) -> None:
+        super().__init__()
+        hidden = cfg.mlp_hidden_size(n_embd)
+        self.gate_proj = nn.Linear(n_embd, hidden, bias=cfg.bias)
+        self.up_proj = nn.Linear(n_embd, hidden, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.gate_proj(x)) * self.up_proj(x)
+        out: torch.Tensor = self.dropout(self.c_proj(h))
+        return out
+
+
 class LearnedPositions(nn.Module):
     """Absolute learned position embeddings added to the token embeddings (GPT-2)."""
 
-    def __init__(self, block_size: int, n_embd: int) -> None:
+    def __init__(self, block_size: int, n_embd: int, cfg: TransformerConfig | None = None) -> None:
         super().__init__()
         self.wpe = nn.Embedding(block_size, n_embd)
 
-    def forward(self, x_btc: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(x_btc.shape[1], device=x_btc.device)
+    def forward(self, x_btc: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        positions = torch.arange(offset, offset + x_btc.shape[1], device=x_btc.device)
         out: torch.Tensor = x_btc + self.wpe(positions)
         return out
 
 
-def layer_norm(n_embd: int, bias: bool) -> nn.Module:
-    return nn.LayerNorm(n_embd, bias=bias)
+class NoPositions(nn.Module):
+    """Adds nothing: for `position: none` (causal attention alone still orders tokens;
+    Haviv et al. 2022) and `rope`, which the attention applies to q and k."""
+
+    def __init__(self, block_size: int, n_embd: int, cfg: TransformerConfig | None = None) -> None:
+        super().__init__()
+
+    def forward(self, x_btc: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x_btc
 
 
-AttentionFactory = Callable[[int, int, float, bool], nn.Module]
-MLPFactory = Callable[[int, float, bool], nn.Module]
-NormFactory = Callable[[int, bool], nn.Module]
-PositionFactory = Callable[[int, int], nn.Module]
+def layer_norm(n_embd: int, cfg: TransformerConfig) -> nn.Module:
+    """LayerNorm (Ba et al. 2016), GPT-2's; the bias follows `bias`."""
+    return nn.LayerNorm(n_embd, eps=cfg.norm_eps, bias=cfg.bias)
 
-ATTENTION: dict[str, AttentionFactory] = {"mha": CausalSelfAttention}
-MLPS: dict[str, MLPFactory] = {"gelu": GeluMLP}
-NORMS: dict[str, NormFactory] = {"layernorm": layer_norm}
-POSITIONS: dict[str, PositionFactory] = {"learned": LearnedPositions}
+
+def rms_norm(n_embd: int, cfg: TransformerConfig) -> nn.Module:
+    """RMSNorm (Zhang & Sennrich 2019): scale by the root mean square only, no centring and
+    no bias; cheaper than LayerNorm and as good in practice (Llama, T5)."""
+    return nn.RMSNorm(n_embd, eps=cfg.norm_eps)
+
+
+AttentionFactory = Callable[[int, int, TransformerConfig], nn.Module]
+MLPFactory = Callable[[int, TransformerConfig], nn.Module]
+NormFactory = Callable[[int, TransformerConfig], nn.Module]
+PositionFactory = Callable[[int, int, TransformerConfig], nn.Module]
+
+ATTENTION: dict[str, AttentionFactory] = {
+    "mha": CausalSelfAttention,
+    "gqa": GroupedQueryAttention,
+}
+MLPS: dict[str, MLPFactory] = {"gelu": GeluMLP, "swiglu": SwiGLU, "relu2": ReLU2MLP}
+NORMS: dict[str, NormFactory] = {"layernorm": layer_norm, "rmsnorm": rms_norm}
+POSITIONS: dict[str, PositionFactory] = {
+    "learned": LearnedPositions,
+    "rope": NoPositions,
+    "none": NoPositions,
+}
 
 
 class Block(nn.Module):
@@ -107,8 +204,9 @@ class Block(nn.Module):
         self.ln_2 = norm2
         self.mlp = mlp
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: LayerKV | None = None) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + (self.attn(h) if cache is None else self.attn(h, cache))
         out: torch.Tensor = x + self.mlp(self.ln_2(x))
         return out
 

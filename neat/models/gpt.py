@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,16 @@ from neat.models.blocks import (
     TransformerConfig,
     gpt2_init,
 )
+from neat.models.cache import KVCache
 
 IGNORE_INDEX = -100
 
 
 class GPTConfig(TransformerConfig):
-    """GPT-2 layout. The strategy fields name the block parts; later models add choices."""
+    """GPT-2 layout by default; the strategy fields of `TransformerConfig` give Llama-shaped
+    (rope, rmsnorm, swiglu, gqa) or attention-free (hyena) decoders on the same skeleton."""
+
+    head_fields: ClassVar[tuple[tuple[str, str], ...]] = (("n_head", "n_embd"),)
 
     type: Literal["gpt"] = "gpt"
     n_layer: PositiveInt = 4
@@ -42,7 +46,8 @@ class GPTConfig(TransformerConfig):
 
 
 class GPT(nn.Module):
-    """Token embedding -> positions -> N pre-norm blocks -> final norm -> tied LM head."""
+    """Token embedding -> positions -> N pre-norm blocks -> final norm -> LM head (tied to
+    the embedding by default, Press & Wolf 2017)."""
 
     def __init__(self, cfg: GPTConfig, vocab_size: int) -> None:
         super().__init__()
@@ -50,21 +55,22 @@ class GPT(nn.Module):
         self.vocab_size = vocab_size
         padded = -(-vocab_size // cfg.pad_vocab_multiple) * cfg.pad_vocab_multiple
         self.wte = nn.Embedding(padded, cfg.n_embd)
-        self.pos = POSITIONS[cfg.position](cfg.block_size, cfg.n_embd)
+        self.pos = POSITIONS[cfg.position](cfg.block_size, cfg.n_embd, cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             Block(
-                ATTENTION[cfg.attention](cfg.n_embd, cfg.n_head, cfg.dropout, cfg.bias),
-                MLPS[cfg.mlp](cfg.n_embd, cfg.dropout, cfg.bias),
-                NORMS[cfg.norm](cfg.n_embd, cfg.bias),
-                NORMS[cfg.norm](cfg.n_embd, cfg.bias),
+                ATTENTION[cfg.attention](cfg.n_embd, cfg.n_head, cfg),
+                MLPS[cfg.mlp](cfg.n_embd, cfg),
+                NORMS[cfg.norm](cfg.n_embd, cfg),
+                NORMS[cfg.norm](cfg.n_embd, cfg),
             )
             for _ in range(cfg.n_layer)
         )
-        self.ln_f = NORMS[cfg.norm](cfg.n_embd, cfg.bias)
+        self.ln_f = NORMS[cfg.norm](cfg.n_embd, cfg)
         self.lm_head = nn.Linear(cfg.n_embd, padded, bias=False)
         gpt2_init(self, cfg.n_layer)
-        self.lm_head.weight = self.wte.weight  # tied (Press & Wolf, 2017)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
         # Set by the trainer's config (training.activation_checkpointing): trade compute for
         # memory by recomputing each block's activations in the backward pass.
         self.activation_checkpointing = False
@@ -73,15 +79,31 @@ class GPT(nn.Module):
     def block_size(self) -> int:
         return self.cfg.block_size
 
+    def make_cache(self) -> KVCache | None:
+        """An empty KV cache for generation, or None when the mixer keeps no keys (hyena)."""
+        if self.cfg.attention not in ("mha", "gqa"):
+            return None
+        return KVCache(self.cfg.n_layer, self.cfg.block_size)
+
     def forward(
-        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
     ) -> dict[str, torch.Tensor | None]:
+        """`cache` (generation only): `input_ids` are the positions after those it holds."""
         t = input_ids.shape[1]
-        if t > self.cfg.block_size:
-            raise ValueError(f"sequence length {t} exceeds model.block_size {self.cfg.block_size}")
-        x = self.drop(self.pos(self.wte(input_ids)))
-        for block in self.blocks:
-            if self.activation_checkpointing and self.training:
+        offset = 0 if cache is None else cache.offset
+        if offset + t > self.cfg.block_size:
+            raise ValueError(
+                f"sequence length {offset + t} exceeds model.block_size {self.cfg.block_size}"
+            )
+        x = self.drop(self.pos(self.wte(input_ids), offset))
+        for i, block in enumerate(self.blocks):
+            if cache is not None:
+                x = block(x, cache.layers[i])
+            elif self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)

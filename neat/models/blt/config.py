@@ -10,7 +10,7 @@ Without `entropy_model` the patches are static: every `fallback_patch_size` byte
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -41,6 +41,11 @@ class BLTPatchingConfig(StrictModel):
 class BLTConfig(TransformerConfig):
     """Shapes default to a CPU scale (the paper's smallest models, shrunk): 1 encoder layer at
     64 wide, 4 global layers at 128 (= cross_attn_k · local_dim), 2 decoder layers at 64."""
+
+    head_fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("local_heads", "local_dim"),
+        ("global_heads", "global_dim"),
+    )
 
     type: Literal["blt"] = "blt"
     block_size: PositiveInt = Field(default=256, description="context length in bytes")

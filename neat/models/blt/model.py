@@ -163,10 +163,10 @@ class StaticPatcher:
 
 def _block(dim: int, heads: int, cfg: BLTConfig) -> Block:
     return Block(
-        ATTENTION[cfg.attention](dim, heads, cfg.dropout, cfg.bias),
-        MLPS[cfg.mlp](dim, cfg.dropout, cfg.bias),
-        NORMS[cfg.norm](dim, cfg.bias),
-        NORMS[cfg.norm](dim, cfg.bias),
+        ATTENTION[cfg.attention](dim, heads, cfg),
+        MLPS[cfg.mlp](dim, cfg),
+        NORMS[cfg.norm](dim, cfg),
+        NORMS[cfg.norm](dim, cfg),
     )
 
 
@@ -186,8 +186,8 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.n_head = n_head
         self.dropout = cfg.dropout
-        self.norm_q = NORMS[cfg.norm](dim, cfg.bias)
-        self.norm_kv = NORMS[cfg.norm](dim, cfg.bias)
+        self.norm_q = NORMS[cfg.norm](dim, cfg)
+        self.norm_kv = NORMS[cfg.norm](dim, cfg)
         self.q = nn.Linear(dim, dim, bias=cfg.bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=cfg.bias)
         self.c_proj = nn.Linear(dim, dim, bias=cfg.bias)
@@ -216,7 +216,7 @@ class LocalEncoder(nn.Module):
         d = cfg.local_dim
         self.k = cfg.cross_attn_k
         self.embed = HashNgramEmbedding(vocab_size, d, cfg.hash_ngram_sizes, cfg.hash_buckets)
-        self.pos = POSITIONS[cfg.position](cfg.block_size, d)
+        self.pos = POSITIONS[cfg.position](cfg.block_size, d, cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             _block(d, cfg.local_heads, cfg) for _ in range(cfg.encoder_layers)
@@ -255,12 +255,12 @@ class GlobalTransformer(nn.Module):
         d_in = cfg.cross_attn_k * cfg.local_dim
         d = cfg.global_dim
         self.in_proj: nn.Module = nn.Linear(d_in, d, bias=cfg.bias) if d_in != d else nn.Identity()
-        self.pos = POSITIONS[cfg.position](cfg.block_size, d)  # at most one patch per byte
+        self.pos = POSITIONS[cfg.position](cfg.block_size, d, cfg)  # at most one patch per byte
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             _block(d, cfg.global_heads, cfg) for _ in range(cfg.global_layers)
         )
-        self.ln_f = NORMS[cfg.norm](d, cfg.bias)
+        self.ln_f = NORMS[cfg.norm](d, cfg)
 
     def forward(self, patches: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
         x = self.drop(self.pos(self.in_proj(patches)))
@@ -288,7 +288,7 @@ class LocalDecoder(nn.Module):
         self.blocks = nn.ModuleList(
             _block(d, cfg.local_heads, cfg) for _ in range(cfg.decoder_layers)
         )
-        self.ln_f = NORMS[cfg.norm](d, cfg.bias)
+        self.ln_f = NORMS[cfg.norm](d, cfg)
         self.lm_head = nn.Linear(d, vocab_size, bias=False)
 
     def forward(
