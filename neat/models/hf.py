@@ -433,9 +433,9 @@ def import_hf(hf_dir: Path, out: Path) -> ConversionReport:
         )
     if tokenizer is None:
         notes.append(
-            f"{hf_dir} has no {TOKENIZER_FILE}: the run holds weights only; `neat generate` "
-            f"needs one (copy it into {out}/{CHECKPOINTS_DIR}/step_0 and {out}), training "
-            "a matching data.tokenizer"
+            f"{hf_dir} has no {TOKENIZER_FILE}: the run holds the weights for "
+            "model.init_from (with a data.tokenizer of the same ids), but `neat generate` "
+            f"needs a tokenizer; put the model's {TOKENIZER_FILE} in {hf_dir} and import again"
         )
     model = build("model", config.model, ModelContext(vocab_size=section["vocab_size"]))
     if not isinstance(model, GPT):  # model.type is gpt: only a replaced registry entry

@@ -79,6 +79,8 @@ def tiny_gpt2(tie: bool = True, **extra: Any) -> Any:
         n_layer=2,
         n_head=2,
         tie_word_embeddings=tie,
+        bos_token_id=0,
+        eos_token_id=0,
         **fields,
     )
     return transformers.GPT2LMHeadModel(config).eval()
@@ -246,3 +248,22 @@ def test_scaled_rope_is_refused() -> None:
     config["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}
     with pytest.raises(ConfigError, match=r"rope_parameters\.rope_type 'yarn'"):
         hf_model_fields(config, "hf/config.json")
+
+
+def test_a_sharded_folder_imports(tmp_path: Path) -> None:
+    hf = tiny_gpt2()
+    randomise(hf)
+    hf.save_pretrained(tmp_path / "hf", max_shard_size="20KB")
+    write_tokenizer(tmp_path / "hf" / "tokenizer.json")
+    assert (tmp_path / "hf" / "model.safetensors.index.json").is_file()
+    assert not (tmp_path / "hf" / "model.safetensors").exists()
+    import_hf(tmp_path / "hf", tmp_path / "run")
+    model, _, _ = load_trained_model(tmp_path / "run")
+    x = ids(5)
+    torch.testing.assert_close(neat_logits(model, x), hf_logits(hf, x), atol=1e-5, rtol=0)
+
+
+def test_a_folder_without_a_tokenizer_imports_the_weights_and_says_so(tmp_path: Path) -> None:
+    report = import_hf(save_hf(tiny_gpt2(), tmp_path / "hf", tokenizer=False), tmp_path / "run")
+    assert not report.tokenizer and "has no tokenizer.json" in report.notes[0]
+    assert (tmp_path / "run" / "checkpoints" / "step_0" / "model.safetensors").is_file()
