@@ -1,5 +1,9 @@
 """Autoregressive sampling with temperature, top-k and top-p (nucleus, Holtzman et al. 2019),
-and incremental decoding so text can be shown as it is produced."""
+and incremental decoding so text can be shown as it is produced.
+
+Models with a `make_cache()` (GPT's attention variants) decode with a KV cache while the
+whole sequence fits in the context: each step then runs one token instead of the window.
+Past `block_size` the window slides, so it is recomputed as before."""
 
 from __future__ import annotations
 
@@ -113,15 +117,27 @@ def iter_tokens(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    use_cache: bool = True,
 ) -> Generator[torch.Tensor, None, None]:
-    """Yield each next token (B, 1) as soon as it is sampled; temperature 0 means greedy."""
+    """Yield each next token (B, 1) as soon as it is sampled; temperature 0 means greedy.
+
+    `use_cache=False` recomputes the window at every step (the reference the cached path is
+    tested against)."""
     check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     was_training = model.training
     model.eval()
     ids = input_ids
+    make_cache = getattr(model, "make_cache", None) if use_cache else None
+    cache = make_cache() if make_cache is not None and ids.shape[1] <= block_size else None
     try:
-        for _ in range(max_new_tokens):
-            logits = model(ids[:, -block_size:])["logits"][:, -1, :].float()
+        for step in range(max_new_tokens):
+            if cache is not None and ids.shape[1] > block_size:
+                cache = None  # the window slides from here: every position moves
+            if cache is None:
+                out = model(ids[:, -block_size:])
+            else:  # the prompt at the first step, then only the newest token
+                out = model(ids if step == 0 else ids[:, -1:], cache=cache)
+            logits = out["logits"][:, -1, :].float()
             next_id = _next_token(logits, temperature, top_k, top_p, generator)
             ids = torch.cat([ids, next_id], dim=1)
             yield next_id
@@ -139,6 +155,7 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Extend `input_ids` (B, T) by `max_new_tokens`; temperature 0 means greedy."""
     new = list(
@@ -151,6 +168,7 @@ def generate(
             top_k=top_k,
             top_p=top_p,
             generator=generator,
+            use_cache=use_cache,
         )
     )
     return torch.cat([input_ids, *new], dim=1)

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 
 import neat.models.attention as attention_module
+from neat.cli import cli
 from neat.config import load_config
 from neat.errors import ConfigError
 from neat.models import GPT
@@ -20,6 +22,7 @@ from neat.models.blocks import ATTENTION
 from neat.models.gpt import GPTConfig
 
 VOCAB = 23
+LLAMA_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama_char_cpu.yaml"
 
 
 def tiny(**overrides: Any) -> GPT:
@@ -245,3 +248,39 @@ def test_invalid_combination_is_one_error_naming_the_keys(
     assert "(1 error)" in message
     for word in words:
         assert word in message
+
+
+def test_llama_example_trains_resumes_and_generates_through_the_cli(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    small = [
+        f"data.path={corpus}",
+        "model.n_layer=2",
+        "model.n_embd=64",
+        "training.batch_size=4",
+        "evaluation.interval=10",
+        "evaluation.batches=1",
+        "checkpoint.interval=10",
+        "monitoring.log_interval=10",
+    ]
+    sets = [arg for item in small for arg in ("--set", item)]
+
+    def neat(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), prog_name="neat", catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    train = ["train", "-c", str(LLAMA_EXAMPLE), *sets, "--run-dir", str(run)]
+    neat(*train, "--set", "training.max_steps=10")
+    neat(*train, "--set", "training.max_steps=20", "--resume", "auto")
+    assert (run / "checkpoints" / "step_20").is_dir()
+    sample = ["generate", "--checkpoint", str(run), "--prompt", "ROMEO:", "--max-new-tokens"]
+    made = []
+    make_cache = GPT.make_cache
+    monkeypatch.setattr(GPT, "make_cache", lambda self: made.append(1) or make_cache(self))
+    cached = neat(*sample, "80", "--seed", "3")  # 86 characters: past block_size 64 too
+    assert made == [1]
+    monkeypatch.setattr(GPT, "make_cache", lambda self: None)
+    assert neat(*sample, "80", "--seed", "3") == cached
+    assert cached.startswith("ROMEO:") and len(cached) > 80
