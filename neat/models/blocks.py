@@ -16,6 +16,7 @@ from torch import nn
 from neat.config import ModelConfig
 from neat.models.attention import CausalSelfAttention, GroupedQueryAttention
 from neat.models.cache import LayerKV
+from neat.models.hyena import HyenaConfig, HyenaOperator
 
 __all__ = [
     "ATTENTION",
@@ -26,6 +27,8 @@ __all__ = [
     "CausalSelfAttention",
     "GeluMLP",
     "GroupedQueryAttention",
+    "HyenaConfig",
+    "HyenaOperator",
     "LearnedPositions",
     "NoPositions",
     "ReLU2MLP",
@@ -48,11 +51,12 @@ class TransformerConfig(ModelConfig):
     pad_vocab_multiple: PositiveInt = Field(
         default=1, description="pad the vocab for faster matmuls"
     )
-    attention: Literal["mha", "gqa"] = "mha"
+    attention: Literal["mha", "gqa", "hyena"] = "mha"
     n_kv_head: PositiveInt | None = Field(
         default=None, description="key/value heads of gqa (default: one per query head)"
     )
     qk_norm: bool = Field(default=False, description="RMSNorm over head_dim on q and k")
+    hyena: HyenaConfig = Field(default_factory=HyenaConfig)
     mlp: Literal["gelu", "swiglu", "relu2"] = "gelu"
     mlp_hidden: PositiveInt | None = Field(
         default=None, description="default: 4*dim (gelu, relu2), ~8*dim/3 (swiglu)"
@@ -68,6 +72,18 @@ class TransformerConfig(ModelConfig):
 
     @model_validator(mode="after")
     def _check_blocks(self) -> TransformerConfig:
+        if self.attention == "hyena":
+            fixes = {
+                "n_kv_head": "remove n_kv_head" if self.n_kv_head is not None else "",
+                "qk_norm": "set qk_norm: false" if self.qk_norm else "",
+                "position": "set position: learned or none" if self.position == "rope" else "",
+            }
+            keys = [key for key, fix in fixes.items() if fix]
+            if keys:
+                raise ValueError(
+                    f"attention: hyena has no queries or keys, so {' and '.join(keys)} cannot "
+                    f"apply: {', '.join(fixes[k] for k in keys)}, or use attention: mha or gqa"
+                )
         if self.n_kv_head is not None and self.attention != "gqa":
             raise ValueError(
                 f"n_kv_head is set ({self.n_kv_head}) but attention is {self.attention!r}: "
@@ -184,6 +200,7 @@ PositionFactory = Callable[[int, int, TransformerConfig], nn.Module]
 ATTENTION: dict[str, AttentionFactory] = {
     "mha": CausalSelfAttention,
     "gqa": GroupedQueryAttention,
+    "hyena": HyenaOperator,
 }
 MLPS: dict[str, MLPFactory] = {"gelu": GeluMLP, "swiglu": SwiGLU, "relu2": ReLU2MLP}
 NORMS: dict[str, NormFactory] = {"layernorm": layer_norm, "rmsnorm": rms_norm}

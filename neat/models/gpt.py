@@ -22,6 +22,7 @@ from neat.models.blocks import (
     gpt2_init,
 )
 from neat.models.cache import KVCache
+from neat.models.hyena import hyena_flops_per_token
 
 IGNORE_INDEX = -100
 
@@ -131,8 +132,12 @@ class GPT(nn.Module):
         return n
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token: 6N + 12·L·H·Q·T (PaLM, appendix B)."""
+        """Training FLOPs per token: 6N + 12·L·H·Q·T (PaLM, appendix B); for Hyena the
+        operator's FFT convolutions and gates replace the attention term."""
         cfg = self.cfg
+        if cfg.attention == "hyena":
+            mixer = hyena_flops_per_token(cfg.n_embd, seq_len, cfg.hyena)
+            return 6.0 * self.num_params() + cfg.n_layer * mixer
         head_dim = cfg.n_embd // cfg.n_head
         return 6.0 * self.num_params() + 12.0 * cfg.n_layer * cfg.n_head * head_dim * seq_len
 

@@ -10,7 +10,6 @@ import torch
 
 from neat.evaluation.generation import generate
 from neat.models import GPT
-from neat.models.blocks import ATTENTION
 from neat.models.gpt import GPTConfig
 
 VOCAB = 29
@@ -21,6 +20,8 @@ VARIANTS = [
     {"attention": "gqa", "n_kv_head": 1, "position": "rope", "qk_norm": True},
     {"attention": "gqa", "position": "none", "norm": "rmsnorm", "mlp": "swiglu"},
 ]
+# Hyena keeps no cache: generate recomputes its window either way (same tokens, tested too).
+SAMPLED = [*VARIANTS, {"attention": "hyena", "hyena": {"filter_order": 8}}]
 
 
 def model_of(**fields: Any) -> GPT:
@@ -45,7 +46,7 @@ def test_cached_logits_equal_the_full_forward_at_every_position(fields: dict[str
         model(x[:, :1], cache=cache)
 
 
-@pytest.mark.parametrize("fields", VARIANTS, ids=lambda f: "-".join(map(str, f.values())))
+@pytest.mark.parametrize("fields", SAMPLED, ids=lambda f: "-".join(map(str, f.values())))
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_generate_gives_the_same_tokens_with_and_without_the_cache(
     fields: dict[str, Any], temperature: float
@@ -79,5 +80,4 @@ def test_generation_uses_the_cache_and_training_does_not(monkeypatch: pytest.Mon
     monkeypatch.setattr(GPT, "forward", counting)
     generate(model, torch.zeros(1, 4, dtype=torch.long), 22, block_size=24, temperature=0.0)
     assert calls == [4] + [1] * 20 + [-24]  # the prompt, one token per step, then the window
-    if "hyena" in ATTENTION:
-        assert model_of(attention="hyena").make_cache() is None
+    assert model_of(attention="hyena").make_cache() is None

@@ -18,7 +18,6 @@ from neat.config import load_config
 from neat.errors import ConfigError
 from neat.models import GPT
 from neat.models.attention import apply_rope, rope_cos_sin
-from neat.models.blocks import ATTENTION
 from neat.models.gpt import GPTConfig
 
 VOCAB = 23
@@ -32,7 +31,8 @@ def tiny(**overrides: Any) -> GPT:
 
 
 def future_changes_past(model: GPT, cut: int = 9) -> bool:
-    """Perturb tokens from `cut` on (float64): do the logits before `cut` move?"""
+    """Perturb tokens from `cut` on (float64): do the logits before `cut` move (beyond the
+    1e-16-scale round-off of Hyena's FFT, which mixes all positions' rounding)?"""
     model = model.double().eval()
     torch.manual_seed(1)
     x = torch.randint(0, VOCAB, (2, 16))
@@ -40,7 +40,7 @@ def future_changes_past(model: GPT, cut: int = 9) -> bool:
     changed[:, cut:] = (changed[:, cut:] + 1) % VOCAB
     a, b = model(x)["logits"], model(changed)["logits"]
     assert not torch.allclose(a[:, cut:], b[:, cut:])  # the perturbation does reach the model
-    return not torch.equal(a[:, :cut], b[:, :cut])
+    return not torch.allclose(a[:, :cut], b[:, :cut], rtol=0, atol=1e-12)
 
 
 MIXERS = [
@@ -49,7 +49,8 @@ MIXERS = [
     {"attention": "gqa", "n_kv_head": 2},
     {"attention": "gqa", "n_kv_head": 1, "position": "rope", "qk_norm": True},
     {"attention": "gqa", "position": "none"},
-    *({"attention": name} for name in ATTENTION if name not in ("mha", "gqa")),
+    {"attention": "hyena", "hyena": {"filter_order": 16}},
+    {"attention": "hyena", "position": "none", "hyena": {"order": 3, "filter_order": 8}},
 ]
 
 
@@ -230,12 +231,10 @@ INVALID = [
         {"type": "blt", "attention": "gqa", "n_kv_head": 3, "local_heads": 3},
         ["n_kv_head", "global_heads"],
     ),
+    ({"attention": "hyena", "qk_norm": True}, ["hyena", "qk_norm: false"]),
+    ({"attention": "hyena", "position": "rope"}, ["hyena", "position: learned or none"]),
+    ({"attention": "hyena", "n_kv_head": 2}, ["hyena", "remove n_kv_head"]),
 ]
-if "hyena" in ATTENTION:
-    INVALID += [
-        ({"attention": "hyena", "qk_norm": True}, ["hyena", "qk_norm"]),
-        ({"attention": "hyena", "position": "rope"}, ["hyena", "position", "rope"]),
-    ]
 
 
 @pytest.mark.parametrize(("fields", "words"), INVALID, ids=lambda v: str(v))
