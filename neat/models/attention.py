@@ -19,20 +19,40 @@ if TYPE_CHECKING:
 __all__ = ["CausalSelfAttention", "GroupedQueryAttention", "apply_rope", "rope_cos_sin"]
 
 
+_ROPE_TABLES: dict[
+    tuple[int, float, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]
+] = {}
+
+
+def _rope_table(
+    head_dim: int, end: int, theta: float, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    exponents = torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim
+    freqs = torch.outer(torch.arange(end, device=device, dtype=dtype), theta**-exponents)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
 def rope_cos_sin(
     head_dim: int, start: int, length: int, theta: float, like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (length, head_dim) of positions start..start+length-1 (RoFormer, Su et al.
     2021), laid out as cat([freqs, freqs]) like Hugging Face's Llama so its q/k weights import
-    without a permutation. Computed in float32 (float64 for float64 inputs), not stored, so
-    the state_dict and the meta-device shapes stay those of the weights."""
+    without a permutation. Computed in float32 (float64 for float64 inputs) and kept out of
+    the module, so the state_dict and the meta-device shapes stay those of the weights; eager
+    calls (generation's one token a step) slice a table kept per device instead."""
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-    exponents = torch.arange(0, head_dim, 2, device=like.device, dtype=dtype) / head_dim
-    inv_freq = theta**-exponents
-    positions = torch.arange(start, start + length, device=like.device, dtype=dtype)
-    freqs = torch.outer(positions, inv_freq)
-    emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos().to(like.dtype), emb.sin().to(like.dtype)
+    end = start + length
+    if torch.compiler.is_compiling():
+        cos, sin = _rope_table(head_dim, end, theta, like.device, dtype)
+    else:
+        key = (head_dim, theta, like.device, dtype)
+        table = _ROPE_TABLES.get(key)
+        if table is None or table[0].shape[0] < end:
+            size = max(end, 2 * table[0].shape[0]) if table is not None else end
+            table = _ROPE_TABLES[key] = _rope_table(head_dim, size, theta, like.device, dtype)
+        cos, sin = table
+    return cos[start:end].to(like.dtype), sin[start:end].to(like.dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -70,9 +90,8 @@ class _Attention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(k, v)
-        groups = q.shape[1] // k.shape[1]
-        if groups > 1:
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        # gqa: SDPA shares each key/value head with its group of query heads, uncopied
+        gqa = {"enable_gqa": True} if q.shape[1] != k.shape[1] else {}
         mask = None
         if past and t > 1:  # queries past..past+t-1 over keys 0..past+t-1
             rows = torch.arange(past, past + t, device=q.device)[:, None]
@@ -84,6 +103,7 @@ class _Attention(nn.Module):
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=past == 0,
+            **gqa,
         )
         b, h, _, hd = y.shape
         return y.transpose(1, 2).reshape(b, t, h * hd)
