@@ -9,6 +9,11 @@ CPU run learns in minutes; accuracy counts the last query only, on held-out sequ
 Data is generated on the fly from the seed.
 
 python benchmarks/associative_recall.py --lengths 64 256 --steps 600
+
+Measured (2 layers x 64 wide, batch 64, lr 3e-3, 1500 steps, bf16 autocast, one H200;
+hyena 111,104 weights, mha 100,544): last-query accuracy hyena / mha = 0.28 / 0.20 at
+L=256, 0.85 / 0.20 at 1024, 0.80 / 0.19 at 4096 (chance 1/15; attention had not left its
+loss plateau within 1500 steps). On CPU at L=64 (batch 32, 1500 steps) neither had: 0.18 / 0.21.
 """
 
 from __future__ import annotations
@@ -16,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
 
 import torch
 
-from neat.models.blocks import ATTENTION, gpt2_init
 from neat.models.gpt import GPT, IGNORE_INDEX, GPTConfig
-from neat.models.hyena import HyenaConfig, HyenaOperator
+from neat.models.hyena import HyenaConfig
 
 VOCAB = 30
 N_KEYS = VOCAB // 2
@@ -56,33 +59,18 @@ def recall_batch(
     return tokens[:, :-1], targets
 
 
-@dataclass(frozen=True)
-class _MixerSettings:
-    block_size: int
-    dropout: float = 0.0
-    bias: bool = False
-    hyena: HyenaConfig = field(default_factory=lambda: HYENA)
-
-
 def build(kind: str, seq_len: int, dim: int, layers: int, heads: int) -> GPT:
     """A GPT with `mha` or `hyena` blocks; everything but the mixer is shared."""
-    fields = {
-        "n_layer": layers,
-        "n_head": heads,
-        "n_embd": dim,
-        "block_size": seq_len,
-        "bias": False,
-    }
-    if kind == "hyena" and "hyena" in ATTENTION:
-        return GPT(
-            GPTConfig.model_validate({**fields, "attention": "hyena", "hyena": HYENA}), VOCAB
-        )
-    model = GPT(GPTConfig.model_validate(fields), VOCAB)
-    if kind == "hyena":  # before the table has the entry: the same placement, by hand
-        for block in model.blocks:
-            block.attn = HyenaOperator(dim, heads, _MixerSettings(block_size=seq_len))
-        gpt2_init(model, layers)
-    return model
+    cfg = GPTConfig(
+        n_layer=layers,
+        n_head=heads,
+        n_embd=dim,
+        block_size=seq_len,
+        bias=False,
+        attention="hyena" if kind == "hyena" else "mha",
+        hyena=HYENA,
+    )
+    return GPT(cfg, VOCAB)
 
 
 def run(kind: str, seq_len: int, args: argparse.Namespace) -> dict[str, float | int | str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +14,12 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
+from neat.config import build, load_config
+from neat.interfaces.contexts import ModelContext
 from neat.models import hyena
 from neat.models.hyena import HyenaConfig, HyenaOperator, fft_causal_conv, hyena_flops_per_token
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMALL = HyenaConfig(filter_order=16, emb_dim=5, sine_freq=10.0)
 
 
@@ -159,3 +163,23 @@ def test_a_small_hyena_stack_learns() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def test_operator_under_bf16_autocast_keeps_the_convolution_in_float32() -> None:
+    torch.manual_seed(0)
+    op = HyenaOperator(16, 4, Settings(block_size=32))
+    x = torch.randn(2, 32, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = op(x)
+    assert y.shape == x.shape and bool(torch.isfinite(y).all())
+    torch.testing.assert_close(y.float(), op(x), atol=0.05, rtol=0.05)
+
+
+def test_the_hyena_example_matches_the_gpt_example_in_size() -> None:
+    models = [
+        build("model", load_config(EXAMPLES / name).model, ModelContext(65))
+        for name in ("hyena_char_cpu.yaml", "shakespeare_char_cpu.yaml")
+    ]
+    assert all(isinstance(b.attn, HyenaOperator) for b in models[0].blocks)
+    hyena_params, gpt_params = (m.num_params() for m in models)
+    assert abs(hyena_params / gpt_params - 1) < 0.05
