@@ -3,6 +3,11 @@
 puts the crossover between 4k and 8k tokens.
 
 python benchmarks/hyena_speed.py --device cuda --lengths 1024 2048 4096 8192 16384 32768 65536
+
+Measured on one H200 (batch 1, width 768, 12 heads, bf16 autocast, eager, unfused FFTs):
+hyena / mha ms = 3.3/1.1 at 1k, 3.4/1.0 at 4k, 3.8/1.4 at 8k, 5.6/3.8 at 16k, 10.8/14.2 at
+32k, 22.3/53.2 at 64k: the crossover lies between 16k and 32k, and Hyena is 2.4x faster at
+64k. Below 16k Hyena is launch-bound (about 3.3 ms whatever the length).
 """
 
 from __future__ import annotations
