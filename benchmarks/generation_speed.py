@@ -24,7 +24,8 @@ def tokens_per_s(
     model: torch.nn.Module, prompt: torch.Tensor, new: int, block_size: int, use_cache: bool
 ) -> tuple[float, torch.Tensor]:
     device = prompt.device
-    generate(model, prompt, 8, block_size=block_size, temperature=0.0, use_cache=use_cache)
+    # a whole warm-up run: every shape the timed run meets (one per length) has been seen once
+    generate(model, prompt, new, block_size=block_size, temperature=0.0, use_cache=use_cache)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
