@@ -26,6 +26,7 @@ __all__ = [
     "Block",
     "CausalSelfAttention",
     "GeluMLP",
+    "GeluTanhMLP",
     "GroupedQueryAttention",
     "HyenaConfig",
     "HyenaOperator",
@@ -57,9 +58,9 @@ class TransformerConfig(ModelConfig):
     )
     qk_norm: bool = Field(default=False, description="RMSNorm over head_dim on q and k")
     hyena: HyenaConfig = Field(default_factory=HyenaConfig)
-    mlp: Literal["gelu", "swiglu", "relu2"] = "gelu"
+    mlp: Literal["gelu", "gelu_tanh", "swiglu", "relu2"] = "gelu"
     mlp_hidden: PositiveInt | None = Field(
-        default=None, description="default: 4*dim (gelu, relu2), ~8*dim/3 (swiglu)"
+        default=None, description="default: 4*dim (gelu, gelu_tanh, relu2), ~8*dim/3 (swiglu)"
     )
     mlp_multiple_of: PositiveInt = Field(
         default=64, description="round swiglu's default hidden size up to a multiple of this"
@@ -127,6 +128,16 @@ class GeluMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return out
+
+
+class GeluTanhMLP(GeluMLP):
+    """GELU's tanh approximation (Hendrycks & Gimpel 2016), which GPT-2 was trained with
+    (`gelu_new` in its Hugging Face config): imported GPT-2 weights give the same logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = F.gelu(self.c_fc(x), approximate="tanh")
+        out: torch.Tensor = self.dropout(self.c_proj(hidden))
         return out
 
 
@@ -202,7 +213,12 @@ ATTENTION: dict[str, AttentionFactory] = {
     "gqa": GroupedQueryAttention,
     "hyena": HyenaOperator,
 }
-MLPS: dict[str, MLPFactory] = {"gelu": GeluMLP, "swiglu": SwiGLU, "relu2": ReLU2MLP}
+MLPS: dict[str, MLPFactory] = {
+    "gelu": GeluMLP,
+    "gelu_tanh": GeluTanhMLP,
+    "swiglu": SwiGLU,
+    "relu2": ReLU2MLP,
+}
 NORMS: dict[str, NormFactory] = {"layernorm": layer_norm, "rmsnorm": rms_norm}
 POSITIONS: dict[str, PositionFactory] = {
     "learned": LearnedPositions,

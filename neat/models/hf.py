@@ -181,13 +181,7 @@ def _require(ok: bool, source: str, what: str) -> None:
 
 def _gpt2_fields(hf: Mapping[str, Any], source: str, notes: list[str]) -> dict[str, Any]:
     act = hf.get("activation_function", "gelu_new")
-    if act in _GELU_TANH:
-        notes.append(
-            f"activation_function {act!r} is the tanh approximation of GELU; neat's gelu MLP "
-            "is the exact GELU, so logits differ slightly (about 1e-3) until fine-tuned"
-        )
-    else:
-        _require(act in _GELU_EXACT, source, f"activation_function {act!r} is not a GELU")
+    _require(act in _GELU_EXACT | _GELU_TANH, source, f"activation_function {act!r} is not a GELU")
     _require(hf.get("scale_attn_weights", True), source, "scale_attn_weights: false")
     _require(
         not hf.get("scale_attn_by_inverse_layer_idx", False),
@@ -207,6 +201,7 @@ def _gpt2_fields(hf: Mapping[str, Any], source: str, notes: list[str]) -> dict[s
         "norm_eps": float(hf.get("layer_norm_epsilon", 1e-5)),
         "mlp_hidden": None if n_inner in (None, 4 * n_embd) else int(n_inner),
         "tie_embeddings": bool(hf.get("tie_word_embeddings", True)),
+        "mlp": "gelu_tanh" if act in _GELU_TANH else "gelu",
     }
 
 
@@ -469,6 +464,8 @@ def _export_layout(cfg: GPTConfig) -> Layout:
         )
     gpt2 = {"attention": "mha", "position": "learned", "norm": "layernorm", "mlp": "gelu"}
     llama = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
+    if parts["mlp"] == "gelu_tanh":  # GPT-2's own activation (gelu_new)
+        gpt2["mlp"] = "gelu_tanh"
     if all(parts[k] == v for k, v in gpt2.items()):
         return "gpt2"  # an explicit mlp_hidden is GPT-2's n_inner
     if all(parts[k] == v for k, v in llama.items()) and parts["attention"] in ("mha", "gqa"):
@@ -478,8 +475,9 @@ def _export_layout(cfg: GPTConfig) -> Layout:
     layout = "GPT-2" if target is gpt2 else "Llama"
     raise ConfigError(
         f"model.{wrong}: {parts[wrong]} cannot be expressed as a Hugging Face folder: GPT-2 "
-        "needs attention mha, position learned, norm layernorm, mlp gelu; Llama needs position "
-        f"rope, norm rmsnorm, mlp swiglu, attention gqa or mha (closest here: {layout})"
+        "needs attention mha, position learned, norm layernorm, mlp gelu or gelu_tanh; Llama "
+        f"needs position rope, norm rmsnorm, mlp swiglu, attention gqa or mha (closest here: "
+        f"{layout})"
     )
 
 
@@ -509,7 +507,8 @@ def _hf_config(
             "n_positions": cfg.block_size,
             "n_ctx": cfg.block_size,
             "n_inner": None if mlp_hidden == 4 * cfg.n_embd else mlp_hidden,
-            "activation_function": "gelu",  # exact, as neat's F.gelu (gelu_new is tanh)
+            # exact, as neat's gelu; gelu_new is the tanh approximation (mlp: gelu_tanh)
+            "activation_function": "gelu_new" if cfg.mlp == "gelu_tanh" else "gelu",
             "layer_norm_epsilon": eps,
             "resid_pdrop": cfg.dropout,
             "embd_pdrop": cfg.dropout,

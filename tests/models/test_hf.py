@@ -222,9 +222,22 @@ def test_neat_llama_blocks_export_to_transformers_with_the_same_logits(tmp_path:
     torch.testing.assert_close(hf_logits(hf, x), neat_logits(model, x), atol=1e-5, rtol=0)
 
 
-def test_tanh_gelu_imports_with_a_note() -> None:
-    _, section, notes = hf_model_fields(tiny_gpt2(activation_function="gelu_new").config.to_dict())
-    assert section["n_embd"] == 16 and "tanh approximation" in notes[0]
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu_pytorch_tanh"])
+def test_gpt2s_tanh_gelu_imports_and_exports_with_the_same_logits(
+    tmp_path: Path, activation: str
+) -> None:
+    """Real GPT-2 checkpoints use the tanh GELU: it maps to `mlp: gelu_tanh`, exactly."""
+    hf = tiny_gpt2(activation_function=activation)
+    _, section, notes = hf_model_fields(hf.config.to_dict())
+    assert section["mlp"] == "gelu_tanh" and not notes
+    import_hf(save_hf(hf, tmp_path / "hf"), tmp_path / "run")
+    model, _, _ = load_trained_model(tmp_path / "run")
+    x = ids()
+    torch.testing.assert_close(neat_logits(model, x), hf_logits(hf, x), atol=1e-5, rtol=0)
+    export_hf(tmp_path / "run", tmp_path / "back")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    assert back.config.activation_function == "gelu_new"
+    torch.testing.assert_close(hf_logits(back, x), hf_logits(hf, x), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(
