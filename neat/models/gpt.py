@@ -125,10 +125,13 @@ class GPT(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (nanoGPT's convention, the
-        tied token embedding counts because it is the output layer's weight)."""
+        tied token embedding counts because it is the output layer's weight; an untied one
+        is a lookup, so only the output layer counts)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= sum(p.numel() for name, p in self.named_parameters() if name.startswith("pos."))
+            if self.lm_head.weight is not self.wte.weight:  # untied: the lookup is no matmul
+                n -= self.wte.weight.numel()
         return n
 
     def flops_per_token(self, seq_len: int) -> float:

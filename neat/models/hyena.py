@@ -147,6 +147,10 @@ class ImplicitFilter(nn.Module):
             layers += [nn.Linear(width, width), Sine(width, cfg.sine_freq)]
         layers.append(nn.Linear(width, channels, bias=False))
         self.ffn = nn.Sequential(*layers)
+        # The filters are a smooth function of position; decaying their weights shrinks the
+        # filters themselves (HazyResearch/safari trains them without weight decay).
+        for param in self.ffn.parameters():
+            param.no_weight_decay = True  # type: ignore[attr-defined]
         self.channels = channels
 
     def positional_features(

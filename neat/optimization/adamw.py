@@ -39,7 +39,8 @@ class AdamWConfig(OptimizerConfig):
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Matrices (weights of linears and embeddings) decay; biases and norm gains do not."""
+    """Matrices (weights of linears and embeddings) decay; biases, norm gains and parameters
+    a module marks `no_weight_decay = True` (Hyena's implicit filters) do not."""
     seen: set[int] = set()
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -47,7 +48,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
         if not param.requires_grad or id(param) in seen:
             continue
         seen.add(id(param))
-        (decay if param.dim() >= 2 else no_decay).append(param)
+        decays = param.dim() >= 2 and not getattr(param, "no_weight_decay", False)
+        (decay if decays else no_decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -87,3 +87,12 @@ def test_padded_vocab_is_hidden_from_the_logits() -> None:
 def test_too_long_input_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"exceeds model\.block_size 16"):
         tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_untied_embeddings_count_the_output_layer_not_the_lookup() -> None:
+    tied = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8), 40)
+    untied = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, tie_embeddings=False), 40)
+    everything = sum(p.numel() for p in untied.parameters())
+    assert everything == sum(p.numel() for p in tied.parameters()) + 40 * 16
+    assert untied.num_params() == tied.num_params()  # 6N counts one vocab x width matmul
+    assert untied.num_params(non_embedding=False) == everything

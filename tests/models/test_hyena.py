@@ -183,3 +183,15 @@ def test_the_hyena_example_matches_the_gpt_example_in_size() -> None:
     assert all(isinstance(b.attn, HyenaOperator) for b in models[0].blocks)
     hyena_params, gpt_params = (m.num_params() for m in models)
     assert abs(hyena_params / gpt_params - 1) < 0.05
+
+
+def test_the_implicit_filters_are_not_weight_decayed() -> None:
+    from neat.models.gpt import GPT, GPTConfig
+    from neat.optimization.adamw import param_groups
+
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, attention="hyena"), 11)
+    decay, no_decay = (group["params"] for group in param_groups(model, 0.1))
+    filters = {id(p) for name, p in model.named_parameters() if ".filter.ffn." in name}
+    assert filters and filters <= {id(p) for p in no_decay}
+    assert any(p.dim() >= 2 for p in decay)
+    assert not filters & {id(p) for p in decay}
