@@ -60,9 +60,11 @@ def recall_batch(
     return tokens[:, :-1], targets
 
 
-def build(kind: str, seq_len: int, dim: int, layers: int, heads: int) -> GPT:
-    """A GPT with `mha` or `hyena` blocks; everything but the mixer is shared."""
+def build(kind: str, seq_len: int, dim: int, layers: int, heads: int, position: str) -> GPT:
+    """A GPT with `mha` or `hyena` blocks; everything but the mixer (and, for attention,
+    the position strategy) is shared."""
     cfg = GPTConfig(
+        position=position if kind == "mha" else "none",
         n_layer=layers,
         n_head=heads,
         n_embd=dim,
@@ -77,7 +79,7 @@ def build(kind: str, seq_len: int, dim: int, layers: int, heads: int) -> GPT:
 def run(kind: str, seq_len: int, args: argparse.Namespace) -> dict[str, float | int | str]:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    model = build(kind, seq_len, args.dim, args.layers, args.heads).to(device)
+    model = build(kind, seq_len, args.dim, args.layers, args.heads, args.position).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
     gen = torch.Generator().manual_seed(args.seed)
@@ -124,6 +126,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument(
+        "--position",
+        choices=["rope", "learned"],
+        default="rope",
+        help="attention's positions (hyena takes none: its filters are positional)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-batches", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

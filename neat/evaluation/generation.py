@@ -3,7 +3,8 @@ and incremental decoding so text can be shown as it is produced.
 
 Models with a `make_cache()` (GPT's attention variants) decode with a KV cache while the
 whole sequence fits in the context: each step then runs one token instead of the window.
-Past `block_size` the window slides, so it is recomputed as before."""
+Past `block_size` the window slides, so it is recomputed as before. On a GPU the one-token
+step is replayed from a CUDA graph (`neat.evaluation.cuda_graph`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from neat.errors import ConfigError, NeatError
+from neat.evaluation.cuda_graph import GraphedDecodeStep
 from neat.interfaces import ITokenizer
 
 __all__ = [
@@ -118,26 +120,33 @@ def iter_tokens(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    cuda_graph: bool = True,
 ) -> Generator[torch.Tensor, None, None]:
     """Yield each next token (B, 1) as soon as it is sampled; temperature 0 means greedy.
 
     `use_cache=False` recomputes the window at every step (the reference the cached path is
-    tested against)."""
+    tested against). On a GPU the cached one-token step is replayed from a CUDA graph unless
+    `cuda_graph=False`."""
     check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     was_training = model.training
     model.eval()
     ids = input_ids
     make_cache = getattr(model, "make_cache", None) if use_cache else None
     cache = make_cache() if make_cache is not None and ids.shape[1] <= block_size else None
+    graphed: GraphedDecodeStep | None = None
     try:
         for step in range(max_new_tokens):
             if cache is not None and ids.shape[1] > block_size:
-                cache = None  # the window slides from here: every position moves
+                cache, graphed = None, None  # the window slides from here: every position moves
             if cache is None:
-                out = model(ids[:, -block_size:])
+                logits = model(ids[:, -block_size:])["logits"][:, -1, :].float()
+            elif graphed is not None:
+                logits = graphed.step(ids[:, -1:])
             else:  # the prompt at the first step, then only the newest token
                 out = model(ids if step == 0 else ids[:, -1:], cache=cache)
-            logits = out["logits"][:, -1, :].float()
+                logits = out["logits"][:, -1, :].float()
+                if step == 0 and cuda_graph and ids.is_cuda and ids.shape[1] < block_size:
+                    graphed = GraphedDecodeStep(model, cache, ids.shape[0], ids.device)
             next_id = _next_token(logits, temperature, top_k, top_p, generator)
             ids = torch.cat([ids, next_id], dim=1)
             yield next_id
@@ -156,6 +165,7 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    cuda_graph: bool = True,
 ) -> torch.Tensor:
     """Extend `input_ids` (B, T) by `max_new_tokens`; temperature 0 means greedy."""
     new = list(
@@ -169,6 +179,7 @@ def generate(
             top_p=top_p,
             generator=generator,
             use_cache=use_cache,
+            cuda_graph=cuda_graph,
         )
     )
     return torch.cat([input_ids, *new], dim=1)

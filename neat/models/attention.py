@@ -83,26 +83,57 @@ class _Attention(nn.Module):
         """q (B, H, T, hd), k and v (B, H_kv, T, hd) -> (B, T, H * hd)."""
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        past = 0 if cache is None else cache.length
         t = q.shape[2]
+        if cache is not None and cache.position is not None:
+            return self._attend_static(q, k, v, cache, cache.position)
+        past = 0 if cache is None else cache.length
         if self.rope_theta is not None:
             cos, sin = rope_cos_sin(self.head_dim, past, t, self.rope_theta, q)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(k, v)
-        # gqa: SDPA shares each key/value head with its group of query heads, uncopied
-        gqa = {"enable_gqa": True} if q.shape[1] != k.shape[1] else {}
         mask = None
         if past and t > 1:  # queries past..past+t-1 over keys 0..past+t-1
             rows = torch.arange(past, past + t, device=q.device)[:, None]
             mask = torch.arange(past + t, device=q.device)[None, :] <= rows
+        return self._sdpa(q, k, v, mask, is_causal=past == 0)
+
+    def _attend_static(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cache: LayerKV,
+        position: torch.Tensor,
+    ) -> torch.Tensor:
+        """One query at a device-tensor position over the whole buffer, masked: the same
+        shapes and no host value at every step, as a CUDA graph replay needs."""
+        if self.rope_theta is not None:
+            cos, sin = rope_cos_sin(self.head_dim, 0, cache.max_len, self.rope_theta, q)
+            cos, sin = cos.index_select(0, position), sin.index_select(0, position)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k, v = cache.append(k, v)
+        return self._sdpa(q, k, v, cache.visible(), is_causal=False)
+
+    def _sdpa(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        *,
+        is_causal: bool,
+    ) -> torch.Tensor:
+        t = q.shape[2]
+        # gqa: SDPA shares each key/value head with its group of query heads, uncopied
+        gqa = {"enable_gqa": True} if q.shape[1] != k.shape[1] else {}
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=past == 0,
+            is_causal=is_causal,
             **gqa,
         )
         b, h, _, hd = y.shape

@@ -175,8 +175,13 @@ class LearnedPositions(nn.Module):
         super().__init__()
         self.wpe = nn.Embedding(block_size, n_embd)
 
-    def forward(self, x_btc: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        positions = torch.arange(offset, offset + x_btc.shape[1], device=x_btc.device)
+    def forward(self, x_btc: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
+        """`offset` is a (1,) tensor in a static KV cache's steps, an int otherwise."""
+        t = x_btc.shape[1]
+        if isinstance(offset, int):
+            positions = torch.arange(offset, offset + t, device=x_btc.device)
+        else:
+            positions = torch.arange(t, device=x_btc.device) + offset
         out: torch.Tensor = x_btc + self.wpe(positions)
         return out
 
@@ -188,7 +193,7 @@ class NoPositions(nn.Module):
     def __init__(self, block_size: int, n_embd: int, cfg: TransformerConfig | None = None) -> None:
         super().__init__()
 
-    def forward(self, x_btc: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward(self, x_btc: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
         return x_btc
 
 

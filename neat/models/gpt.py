@@ -96,7 +96,7 @@ class GPT(nn.Module):
         """`cache` (generation only): `input_ids` are the positions after those it holds."""
         t = input_ids.shape[1]
         offset = 0 if cache is None else cache.offset
-        if offset + t > self.cfg.block_size:
+        if isinstance(offset, int) and offset + t > self.cfg.block_size:
             raise ValueError(
                 f"sequence length {offset + t} exceeds model.block_size {self.cfg.block_size}"
             )

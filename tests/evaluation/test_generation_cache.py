@@ -81,3 +81,42 @@ def test_generation_uses_the_cache_and_training_does_not(monkeypatch: pytest.Mon
     generate(model, torch.zeros(1, 4, dtype=torch.long), 22, block_size=24, temperature=0.0)
     assert calls == [4] + [1] * 20 + [-24]  # the prompt, one token per step, then the window
     assert model_of(attention="hyena").make_cache() is None
+
+
+@pytest.mark.parametrize("fields", VARIANTS, ids=lambda f: "-".join(map(str, f.values())))
+def test_static_cache_steps_equal_the_full_forward(fields: dict[str, Any]) -> None:
+    """The fixed-shape form CUDA graphs replay: position a tensor, the whole buffer masked."""
+    model = model_of(**fields).double()
+    x = torch.randint(0, VOCAB, (2, 24))
+    full = model(x)["logits"]
+    cache = model.make_cache()
+    assert cache is not None
+    pieces = [model(x[:, :6], cache=cache)["logits"]]
+    position = cache.make_static()
+    assert cache.static and cache.offset is position
+    with pytest.raises(ValueError, match="one position a step"):
+        model(x[:, 6:8], cache=cache)
+    for t in range(6, 24):
+        pieces.append(model(x[:, t : t + 1], cache=cache)["logits"])
+        position += 1
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-10)
+
+
+def test_a_static_cache_needs_a_prompt_first() -> None:
+    cache = model_of().make_cache()
+    assert cache is not None
+    with pytest.raises(ValueError, match="needs a prompt"):
+        cache.make_static()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("fields", VARIANTS[:4], ids=lambda f: "-".join(map(str, f.values())))
+def test_cuda_graph_decoding_gives_the_uncached_tokens(fields: dict[str, Any]) -> None:
+    model = model_of(**fields).double().cuda()
+    prompt = torch.randint(0, VOCAB, (2, 3), device="cuda")
+    out = {
+        graph: generate(model, prompt, 40, block_size=24, temperature=0.0, cuda_graph=graph)
+        for graph in (True, False)
+    }
+    plain = generate(model, prompt, 40, block_size=24, temperature=0.0, use_cache=False)
+    assert torch.equal(out[True], plain) and torch.equal(out[False], plain)
