@@ -255,3 +255,27 @@ def test_sigterm_stops_every_rank_after_the_same_step_with_a_checkpoint(runs: Ru
     assert saved["data_state"] == {"world_size": 2, "ranks": [cursor, cursor]}, stderr[-3000:]
     ends = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "run_end"]
     assert [(r["step"], r["status"]) for r in ends] == [(stopped, "interrupted")]
+
+
+BLOCK_VARIANTS = {
+    "llama": (
+        "model.attention=gqa",
+        "model.n_kv_head=1",
+        "model.position=rope",
+        "model.norm=rmsnorm",
+        "model.mlp=swiglu",
+        "model.qk_norm=true",
+    ),
+    "hyena": ("model.attention=hyena", "model.position=none", "model.hyena.filter_order=8"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BLOCK_VARIANTS))
+def test_other_blocks_train_under_torchrun_like_one_process(runs: Runs, variant: str) -> None:
+    overrides = [x for o in BLOCK_VARIANTS[variant] for x in ("--set", o)]
+    short = ["--set", "training.max_steps=6", "--set", "checkpoint.interval=6"]
+    one, two = runs.work / f"{variant}_one", runs.work / f"{variant}_two"
+    train_in_process(runs.config, one, *BLOCK_VARIANTS[variant], *short[1::2])
+    torchrun("-c", str(runs.config), *overrides, *short, "--run-dir", str(two), cwd=runs.work)
+    assert sorted(losses(two)) == list(range(1, 7))
+    assert_close_curves(losses(two), losses(one), range(1, 7))
