@@ -16,7 +16,7 @@ from neat.data import load_tokenizer
 from neat.di.container import build_container
 from neat.errors import CheckpointError, ConfigError
 from neat.evaluation import generate
-from neat.evaluation.generation import TextStream, check_sampling, iter_tokens
+from neat.evaluation.generation import TextStream, check_sampling, check_stream, iter_tokens
 from neat.interfaces import ITokenizer
 from neat.models.load import build_model, load_trained_model
 from neat.persistence import resolve_checkpoint
@@ -71,14 +71,22 @@ def generate_text(
     top_p: float | None = None,
     seed: int = 1337,
     device: str = "auto",
+    stream: bool = False,
 ) -> str:
-    """The prompt and its continuation, decoded once at the end."""
+    """The prompt and its continuation, decoded once at the end. `stream`: condition on the
+    whole history through the model's memory (titans), see `iter_tokens`."""
     sampling: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     model, tokenizer, block_size, ids, generator = _prepare(
-        checkpoint, prompt, max_new_tokens, sampling, seed, device
+        checkpoint, prompt, max_new_tokens, sampling, seed, device, stream
     )
     out = generate(
-        model, ids, max_new_tokens, block_size=block_size, generator=generator, **sampling
+        model,
+        ids,
+        max_new_tokens,
+        block_size=block_size,
+        generator=generator,
+        stream=stream,
+        **sampling,
     )
     return tokenizer.decode(out[0].tolist())
 
@@ -93,6 +101,7 @@ def stream_text(
     top_p: float | None = None,
     seed: int = 1337,
     device: str = "auto",
+    stream: bool = False,
 ) -> Generator[str, None, None]:
     """The pieces of `generate_text`'s result (same seed, same text) as they are sampled.
 
@@ -100,10 +109,16 @@ def stream_text(
     """
     sampling: dict[str, Any] = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     model, tokenizer, block_size, ids, generator = _prepare(
-        checkpoint, prompt, max_new_tokens, sampling, seed, device
+        checkpoint, prompt, max_new_tokens, sampling, seed, device, stream
     )
     tokens = iter_tokens(
-        model, ids, max_new_tokens, block_size=block_size, generator=generator, **sampling
+        model,
+        ids,
+        max_new_tokens,
+        block_size=block_size,
+        generator=generator,
+        stream=stream,
+        **sampling,
     )
     return _pieces(TextStream(tokenizer), ids, tokens)
 
@@ -127,10 +142,13 @@ def _prepare(
     sampling: dict[str, Any],
     seed: int,
     device: str,
+    stream: bool = False,
 ) -> tuple[nn.Module, ITokenizer, int, torch.Tensor, torch.Generator]:
     """Check the settings before the (slow) load; the model, prompt ids and seeded generator."""
     check_sampling(max_new_tokens=max_new_tokens, seed=seed, **sampling)
     model, tokenizer, block_size = load_for_inference(checkpoint, device)
+    if stream:
+        check_stream(model)
     model_device = next(model.parameters()).device
     prompt_ids = tokenizer.encode(prompt)
     if not prompt_ids:

@@ -34,7 +34,11 @@ def evaluate(
     checkpoint: Path,
     as_json: bool,
 ) -> None:
-    """Validation loss, perplexity and bits per byte of a checkpoint."""
+    """Validation loss, perplexity and bits per byte of a checkpoint.
+
+    A model with memory (titans) reads longer windows piece by piece with
+    --set evaluation.stream=true (window: evaluation.stream_length, default 4 x block_size).
+    """
     from neat.config import load_config
     from neat.inference import evaluate_checkpoint
 
@@ -149,6 +153,12 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     callback=_check_device,
     help="auto | cpu | cuda | cuda:N | mps",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Process the whole history segment by segment, the model's memory carrying it: "
+    "unbounded context at the cost of one segment per token (titans only).",
+)
 @user_errors
 def generate(
     checkpoint: Path,
@@ -159,6 +169,7 @@ def generate(
     top_p: float | None,
     seed: int,
     device: str,
+    stream: bool,
 ) -> None:
     """Sample a continuation of PROMPT from a trained model, printed as it is produced."""
     from neat.inference import stream_text
@@ -172,6 +183,7 @@ def generate(
         top_p=top_p,
         seed=seed,
         device=device,
+        stream=stream,
     )
     try:
         for piece in pieces:

@@ -4,10 +4,15 @@ and incremental decoding so text can be shown as it is produced.
 Models with a `make_cache()` (GPT's attention variants) decode with a KV cache while the
 whole sequence fits in the context: each step then runs one token instead of the window.
 Past `block_size` the window slides, so it is recomputed as before. On a GPU the one-token
-step is replayed from a CUDA graph (`neat.evaluation.cuda_graph`)."""
+step is replayed from a CUDA graph (`neat.evaluation.cuda_graph`).
+
+`stream=True` is for models with a memory (titans): the history is read segment by segment,
+each full segment once, its memory carried in `state`, so the context is unbounded and a
+step costs one segment at most."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Generator, Sequence
 
@@ -23,6 +28,7 @@ __all__ = [
     "MAX_SEED",
     "TextStream",
     "check_sampling",
+    "check_stream",
     "filter_logits",
     "generate",
     "iter_tokens",
@@ -59,6 +65,25 @@ def check_sampling(
         )
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+
+
+def check_stream(model: nn.Module) -> int:
+    """The segment a model with memory is read by; refuse a model that has no memory."""
+    segment = getattr(model, "segment", None)
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        params = []
+    takes_state = not params or any(  # a wrapper's **kwargs passes it on
+        p.name == "state" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params
+    )
+    if not takes_state or not isinstance(segment, int) or segment <= 0:
+        raise ConfigError(
+            "streaming generation (--stream) needs a model whose memory carries the history "
+            f"from one call to the next (model.type: titans); this {type(model).__name__} "
+            "model has none: leave out --stream"
+        )
+    return segment
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -121,24 +146,39 @@ def iter_tokens(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     cuda_graph: bool = True,
+    stream: bool = False,
 ) -> Generator[torch.Tensor, None, None]:
     """Yield each next token (B, 1) as soon as it is sampled; temperature 0 means greedy.
 
     `use_cache=False` recomputes the window at every step (the reference the cached path is
     tested against). On a GPU the cached one-token step is replayed from a CUDA graph unless
-    `cuda_graph=False`."""
+    `cuda_graph=False`.
+
+    `stream=True` (a model with `segment` and a `state`: titans) conditions on the whole
+    history, not a window: every full segment before the last one is read once, in order, and
+    its state kept; each step runs only the rest (1 to `segment` tokens) on that state. The
+    tokens are those of one call over the whole history, as the state is exact at segment
+    boundaries; `block_size` is then unused."""
     check_sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    segment = check_stream(model) if stream else 0
     was_training = model.training
     model.eval()
     ids = input_ids
-    make_cache = getattr(model, "make_cache", None) if use_cache else None
+    make_cache = getattr(model, "make_cache", None) if use_cache and not stream else None
     cache = make_cache() if make_cache is not None and ids.shape[1] <= block_size else None
     graphed: GraphedDecodeStep | None = None
+    state = None  # stream: the memory after ids[:, :committed]
+    committed = 0
     try:
         for step in range(max_new_tokens):
             if cache is not None and ids.shape[1] > block_size:
                 cache, graphed = None, None  # the window slides from here: every position moves
-            if cache is None:
+            if stream:
+                while ids.shape[1] - committed > segment:
+                    state = model(ids[:, committed : committed + segment], state=state)["state"]
+                    committed += segment
+                logits = model(ids[:, committed:], state=state)["logits"][:, -1, :].float()
+            elif cache is None:
                 logits = model(ids[:, -block_size:])["logits"][:, -1, :].float()
             elif graphed is not None:
                 logits = graphed.step(ids[:, -1:])
@@ -166,8 +206,10 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     cuda_graph: bool = True,
+    stream: bool = False,
 ) -> torch.Tensor:
-    """Extend `input_ids` (B, T) by `max_new_tokens`; temperature 0 means greedy."""
+    """Extend `input_ids` (B, T) by `max_new_tokens`; temperature 0 means greedy; `stream`:
+    see `iter_tokens`."""
     new = list(
         iter_tokens(
             model,
@@ -180,6 +222,7 @@ def generate(
             generator=generator,
             use_cache=use_cache,
             cuda_graph=cuda_graph,
+            stream=stream,
         )
     )
     return torch.cat([input_ids, *new], dim=1)
