@@ -58,7 +58,7 @@ Builder = Callable[[Any, Any], Any]
 
 # Where neat's own component types live, per section (imported on first lookup).
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "model": ("neat.models.gpt", "neat.models.blt"),
+    "model": ("neat.models.gpt", "neat.models.blt", "neat.models.titans"),
     "source": ("neat.data.sources", "neat.data.synthetic_math", "neat.indexing.source"),
     "tokenizer": ("neat.data.tokenizers",),
     "optimization": ("neat.optimization.adamw",),

@@ -20,9 +20,7 @@ def memory(chunk: int, depth: int = 2, **fields: float) -> NeuralMemory:
     return mem
 
 
-def reference(
-    mem: NeuralMemory, x: torch.Tensor, chunk: int
-) -> tuple[torch.Tensor, MemoryState]:
+def reference(mem: NeuralMemory, x: torch.Tensor, chunk: int) -> tuple[torch.Tensor, MemoryState]:
     """The paper's recurrence token by token; each token's gradient by autograd at the weights
     its chunk started with (chunk 1: at the previous token's weights, the plain sequential
     form). Reads of a chunk use its start weights."""
@@ -38,7 +36,7 @@ def reference(
         reads.append(memory_forward(tuple(weights), q[:, start : start + chunk])[0])
         for t in range(start, min(start + chunk, x.shape[1])):
             y = memory_forward(tuple(at), k[:, t : t + 1])[0]
-            loss = ((y - v[:, t : t + 1].detach()) ** 2).sum()  # per sequence, summed over B
+            loss = ((y - v[:, t : t + 1].detach()) ** 2).mean(-1).sum()  # summed over B
             grads = torch.autograd.grad(loss, at)
             for i, g in enumerate(grads):
                 th, et, al = (z[:, t, None, None].detach() for z in (theta, eta, alpha))
@@ -60,7 +58,7 @@ def test_the_chunked_update_equals_the_token_by_token_recurrence(chunk: int, dep
     out, state = mem(x)
     ref_out, ref_state = reference(mem, x, chunk)
     torch.testing.assert_close(out, ref_out.detach(), rtol=0, atol=1e-10)
-    for got, want in zip(detached(state), detached(ref_state)):
+    for got, want in zip(detached(state), detached(ref_state), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
@@ -72,7 +70,7 @@ def test_streaming_in_pieces_equals_one_call() -> None:
     second, carried = mem(x[:, 8:20], carried)
     third, carried = mem(x[:, 20:], carried)
     torch.testing.assert_close(torch.cat([first, second, third], 1), whole, rtol=0, atol=1e-12)
-    for got, want in zip(detached(carried), detached(final)):
+    for got, want in zip(detached(carried), detached(final), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
@@ -88,7 +86,7 @@ def test_writing_the_same_pairs_again_and_again_lowers_their_loss() -> None:
         state, losses = None, []
         for _ in range(12):
             weights = (state or mem.initial_state(1, torch.float64)).weights
-            losses.append(float(((memory_forward(weights, k)[0] - v) ** 2).sum()))
+            losses.append(float(((memory_forward(weights, k)[0] - v) ** 2).mean(-1).sum()))
             _, state = mem(pairs, state)
     assert sum(losses[-3:]) / 3 < 0.3 * losses[0], losses
 
@@ -106,17 +104,17 @@ def test_without_momentum_a_chunk_is_one_gradient_step_and_alpha_one_erases(alph
         _, previous = mem(x[:, :4])
         _, state = mem(x[:, 4:], previous)
     grads = gradient_sums(mem, x[:, 7:] if alpha else x[:, 4:], previous)
-    for got, before, grad in zip(state.weights, previous.weights, grads):
+    for got, before, grad in zip(state.weights, previous.weights, grads, strict=True):
         torch.testing.assert_close(got, (1 - alpha) * before - grad, rtol=0, atol=1e-10)
 
 
 def gradient_sums(mem: NeuralMemory, x: torch.Tensor, at: MemoryState) -> list[torch.Tensor]:
-    """sum_i theta_i * grad ||M(k_i) - v_i||^2 at the weights `at`, by autograd."""
+    """sum_i theta_i * grad ||M(k_i) - v_i||^2 / D at the weights `at`, by autograd."""
     weights = [w.detach().clone().requires_grad_(True) for w in at.weights]
     k = F.normalize(F.silu(mem.to_k(x)), dim=-1).detach()
     v = F.silu(mem.to_v(x)).detach()
     theta = mem.gates(x)[0].detach()
-    loss = (((memory_forward(tuple(weights), k)[0] - v) ** 2).sum(-1) * theta).sum()
+    loss = (((memory_forward(tuple(weights), k)[0] - v) ** 2).mean(-1) * theta).sum()
     return list(torch.autograd.grad(loss, weights))
 
 

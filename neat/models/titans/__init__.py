@@ -6,5 +6,15 @@
 
 from neat.models.titans.config import MemoryConfig, TitansConfig
 from neat.models.titans.memory import MemoryState, NeuralMemory
+from neat.models.titans.model import Titans, TitansBlock, TitansState, build_titans
 
-__all__ = ["MemoryConfig", "MemoryState", "NeuralMemory", "TitansConfig"]
+__all__ = [
+    "MemoryConfig",
+    "MemoryState",
+    "NeuralMemory",
+    "Titans",
+    "TitansBlock",
+    "TitansConfig",
+    "TitansState",
+    "build_titans",
+]

@@ -29,7 +29,7 @@ class MemoryConfig(StrictModel):
         default=16, description="tokens whose gradients share the chunk-start weights (§3.2)"
     )
     max_lr: float = Field(
-        default=0.1, gt=0.0, description="theta_t = max_lr * sigmoid(.) (momentary lr)"
+        default=1.0, gt=0.0, description="theta_t = max_lr * sigmoid(.) (momentary lr)"
     )
 
 

@@ -2,7 +2,7 @@
 
 An MLP M, one copy per sequence, that the model writes by gradient descent while it reads:
 
-    loss_t = ||M_{t-1}(k_t) - v_t||^2                   associative loss (eq. 12)
+    loss_t = ||M_{t-1}(k_t) - v_t||^2 / D               associative loss (eq. 12)
     S_t    = eta_t * S_{t-1} - theta_t * grad loss_t     surprise with momentum (eq. 13)
     M_t    = (1 - alpha_t) * M_{t-1} + S_t               forgetting (eq. 14)
 
@@ -11,7 +11,9 @@ and reads with y_t = M(q_t), no update (eq. 15). theta, eta and alpha come from 
 every gradient of a chunk is taken at the chunk-start weights, so the recurrence over the
 chunk collapses to fixed coefficients (products of the gates) times the per-token gradients,
 and since each layer's gradient is an outer product (input x output-gradient), their weighted
-sum is one matmul: no per-token gradient is ever materialised. Across chunks the state
+sum is one matmul: no per-token gradient is ever materialised. The loss is the paper's squared
+error averaged over the D features (as lucidrains/titans-pytorch does): summed, a chunk's step
+grows with the width and the memory diverges at the default learning rate. Across chunks the state
 carries, and every step is differentiable, so the outer loss trains W_K, W_V, W_Q, the gates
 and the initial weights M_0 through the inner updates.
 
@@ -20,6 +22,7 @@ A chunk reads with the weights left by the chunks before it, then writes: strict
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -105,7 +108,7 @@ def _chunk_update(
     """Write one chunk: gradients at the chunk-start weights, combined by the coefficients."""
     y, inputs, pre = memory_forward(state.weights, k)
     m0, c, s0, w, s = chunk_coefficients(theta, eta, alpha)
-    delta = 2.0 * (y - v)  # d||y - v||^2 / dy
+    delta = (2.0 / y.shape[-1]) * (y - v)  # d mean((y - v)^2) / dy
     weights, momentum = [], []
     for layer in reversed(range(len(state.weights))):
         a = inputs[layer]
@@ -135,17 +138,20 @@ class NeuralMemory(nn.Module):
         # theta, eta, alpha from one projection; biases start at lr max_lr/2, momentum 0.73
         # and forgetting 0.7% a token, so memory accumulates from the first step.
         self.to_gates = nn.Linear(dim, 3)
-        nn.init.zeros_(self.to_gates.weight)
-        with torch.no_grad():
-            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -5.0]))
+        self.reset_gates()
         hidden = cfg.expansion * dim
         sizes = [dim] + [hidden] * (cfg.depth - 1) + [dim]
         # M_0, the memory every sequence starts from: learned by the outer loop
         self.init_weights = nn.ParameterList(
-            nn.Parameter(torch.randn(a, b) / math.sqrt(a)) for a, b in zip(sizes, sizes[1:])
+            nn.Parameter(torch.randn(a, b) / math.sqrt(a)) for a, b in itertools.pairwise(sizes)
         )
         self.norm = nn.RMSNorm(dim, eps=norm_eps)
         self.to_out = nn.Linear(dim, dim, bias=False)
+
+    def reset_gates(self) -> None:
+        nn.init.zeros_(self.to_gates.weight)
+        with torch.no_grad():
+            self.to_gates.bias.copy_(torch.tensor([0.0, 1.0, -5.0]))
 
     def initial_state(self, batch: int, dtype: torch.dtype) -> MemoryState:
         weights = tuple(w.to(dtype).expand(batch, *w.shape) for w in self.init_weights)
