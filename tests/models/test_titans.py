@@ -167,3 +167,16 @@ def test_the_example_trains_resumes_evaluates_and_samples(tmp_path: Path) -> Non
     assert (run / "checkpoints" / "step_8").is_dir()
     text = neat("generate", "--checkpoint", str(run), "--prompt", "ROMEO:", "--max-new-tokens=40")
     assert text.startswith("ROMEO:") and len(text) > 40
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trains_under_bf16_autocast_with_the_memory_in_fp32(variant: str) -> None:
+    model = tiny(variant).float().train()
+    x = torch.randint(0, VOCAB, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, x)
+    loss = out["loss"]
+    assert isinstance(loss, torch.Tensor) and torch.isfinite(loss)
+    loss.backward()
+    state = out["state"]
+    assert isinstance(state, tuple) and state[0].weights[0].dtype == torch.float32

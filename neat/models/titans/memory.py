@@ -174,7 +174,7 @@ class NeuralMemory(nn.Module):
         dtype = _state_dtype(x)
         state = state if state is not None else self.initial_state(x.shape[0], dtype)
         with torch.autocast(x.device.type, enabled=False):
-            y, _, _ = memory_forward(state.weights, self._queries(x).to(dtype))
+            y, _, _ = memory_forward(state.weights, self._queries(x.to(dtype)))
         return self._out(y, x)
 
     def forward(
@@ -185,10 +185,11 @@ class NeuralMemory(nn.Module):
         # The inner loop runs in fp32 (fp64 in tests) even under autocast: its updates
         # compound over every chunk of a stream.
         with torch.autocast(x.device.type, enabled=False):
-            q = self._queries(x).to(dtype)
-            k = F.normalize(F.silu(self.to_k(x)), dim=-1).to(dtype)
-            v = F.silu(self.to_v(x)).to(dtype)
-            theta, eta, alpha = (g.to(dtype) for g in self.gates(x))
+            inner = x.to(dtype)  # under autocast x may be bf16; the parameters are fp32
+            q = self._queries(inner)
+            k = F.normalize(F.silu(self.to_k(inner)), dim=-1)
+            v = F.silu(self.to_v(inner))
+            theta, eta, alpha = self.gates(inner)
             reads = []
             for start in range(0, x.shape[1], self.chunk_size):
                 chunk = slice(start, start + self.chunk_size)
