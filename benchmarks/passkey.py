@@ -24,7 +24,11 @@ At train_len 256 the GPT (2 layers, one head) sits on its loss plateau (ln 10 pe
 about 2,000 steps before it finds the needle, so give it 4,000 or more; at 64 and 128 it
 leaves the plateau within a few hundred steps (CPU, batch 32, lr 1e-3).
 
-Measured: (to be filled)
+Measured (one H200, bf16, train_len 128, 1500 steps, batch 32, lr 1e-3, 2 layers x 64):
+GPT (172,452 weights) sequence / digit accuracy 0.54 / 0.89 at 1x, 0.14 / 0.30 at 4x, 0.02 /
+0.14 at 16x. Titans mac and mal (168,710) diverged to NaN in that run; on the CPU in fp32, mac
+at train_len 128 was still on its plateau after 400 steps (loss 2.32, no NaN), and at
+train_len 64 after 1000 steps reached 0.50 digit accuracy at 1x (loss 1.21).
 """
 
 from __future__ import annotations
