@@ -50,7 +50,13 @@ def titans() -> Titans:
         segment=16,
         memory={"chunk_size": 8},
     )
-    return Titans(cfg, VOCAB).eval()
+    model = Titans(cfg, VOCAB).double().eval()
+    with torch.no_grad():  # data-dependent gates, so the memory matters from the start
+        for memory in model.memories():
+            memory.to_gates.weight.normal_(0.0, 0.5)
+            memory.to_gates.bias.copy_(torch.tensor([2.0, 1.0, -5.0]))
+            memory.to_out.weight.normal_(0.0, 0.3)  # and what it reads shows in the logits
+    return model
 
 
 def tiny_gpt() -> GPT:

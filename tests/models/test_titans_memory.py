@@ -172,3 +172,15 @@ def test_reads_are_causal_with_a_negative_control() -> None:
     _, final_moved = mem(moved)
     leaky_moved = memory_forward(final_moved.weights, F.normalize(F.silu(mem.to_q(x)), dim=-1))[0]
     assert (leaky_moved[:, :4] - leaky[:, :4]).abs().max() > 1e-6
+
+
+def test_momentum_is_bounded_so_a_saturated_memory_stays_finite() -> None:
+    """theta at max_lr with eta -> 1 on a repeated pattern diverged to NaN within 512 tokens
+    before eta was bounded by max_momentum (width 64, as the passkey benchmark runs)."""
+    torch.manual_seed(0)
+    mem = NeuralMemory(64, MemoryConfig(chunk_size=16))
+    with torch.no_grad():
+        mem.to_gates.bias.copy_(torch.tensor([20.0, 20.0, -20.0]))  # theta, eta, alpha saturated
+        x = torch.randn(1, 8, 64).repeat(2, 64, 1)
+        out, state = mem(x)
+    assert torch.isfinite(out).all() and all(torch.isfinite(w).all() for w in state.weights)

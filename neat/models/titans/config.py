@@ -31,6 +31,12 @@ class MemoryConfig(StrictModel):
     max_lr: float = Field(
         default=1.0, gt=0.0, description="theta_t = max_lr * sigmoid(.) (momentary lr)"
     )
+    max_momentum: float = Field(
+        default=0.9,
+        ge=0.0,
+        lt=1.0,
+        description="eta_t = max_momentum * sigmoid(.): below 1, or S and M grow without bound",
+    )
 
 
 class TitansConfig(TransformerConfig):

@@ -132,6 +132,9 @@ class NeuralMemory(nn.Module):
         super().__init__()
         self.chunk_size = cfg.chunk_size
         self.max_lr = cfg.max_lr
+        # Heavy-ball momentum diverges as eta -> 1 (measured: theta at max_lr, eta -> 1 on a
+        # repeated pattern gave NaN within 512 tokens), so eta is bounded below 1.
+        self.max_momentum = cfg.max_momentum
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(dim, dim, bias=False)
         self.to_v = nn.Linear(dim, dim, bias=False)
@@ -160,7 +163,7 @@ class NeuralMemory(nn.Module):
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """theta (momentary lr), eta (surprise decay), alpha (forgetting), each (B, T)."""
         g = torch.sigmoid(self.to_gates(x))
-        return self.max_lr * g[..., 0], g[..., 1], g[..., 2]
+        return self.max_lr * g[..., 0], self.max_momentum * g[..., 1], g[..., 2]
 
     def _queries(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.silu(self.to_q(x)), dim=-1)
