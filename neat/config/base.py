@@ -6,7 +6,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -87,6 +87,10 @@ PathStr = Annotated[str, BeforeValidator(_resolve_path)]
 
 class ModelConfig(ComponentConfig):
     """Fields the training loop reads from every model section, whatever its type."""
+
+    # True for models whose forward takes and returns a `state` carried between calls
+    # (titans): only they can be evaluated or sampled as a stream.
+    carries_state: ClassVar[bool] = False
 
     block_size: int = Field(default=64, gt=0, description="context length in tokens")
     vocab_size: int | None = Field(default=None, gt=0, description="default: the tokenizer's")

@@ -120,3 +120,15 @@ class ExperimentConfig(StrictModel):
             return raw
         # validated even when absent, so its relative paths resolve against the config's folder
         return {"indexing": {}, **migrate(raw)}
+
+    @model_validator(mode="after")
+    def _stream_needs_state(self) -> ExperimentConfig:
+        # Checked here, not in the evaluator, so a run fails before training, not at its
+        # first evaluation with the steps since the last checkpoint lost.
+        if getattr(self.evaluation, "stream", False) and not type(self.model).carries_state:
+            raise ValueError(
+                "evaluation.stream: true needs a model whose memory carries from one call to "
+                f"the next (model.type: titans); model.type {self.model.type} has none: set "
+                "evaluation.stream: false"
+            )
+        return self

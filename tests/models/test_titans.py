@@ -180,3 +180,18 @@ def test_trains_under_bf16_autocast_with_the_memory_in_fp32(variant: str) -> Non
     loss.backward()
     state = out["state"]
     assert isinstance(state, tuple) and state[0].weights[0].dtype == torch.float32
+
+
+def test_streamed_eval_of_a_model_without_memory_fails_when_the_config_loads(
+    tmp_path: Path,
+) -> None:
+    """Before training, not at the first evaluation (which would lose the steps before it)."""
+    config = tmp_path / "gpt.yaml"
+    config.write_text(
+        "data: {type: text, path: corpus.txt}\nevaluation: {stream: true}\n", encoding="utf-8"
+    )
+    (tmp_path / "corpus.txt").write_text("abc " * 500, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", "-c", str(config)], prog_name="neat")
+    assert result.exit_code == 2
+    assert "evaluation.stream" in result.output and "model.type gpt" in result.output
+    assert load_config(config, ["model.type=titans", "model.block_size=64"]).evaluation

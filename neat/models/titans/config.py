@@ -44,6 +44,8 @@ class TitansConfig(TransformerConfig):
 
     head_fields: ClassVar[tuple[tuple[str, str], ...]] = (("n_head", "n_embd"),)
 
+    carries_state: ClassVar[bool] = True
+
     type: Literal["titans"] = "titans"
     variant: Literal["mac", "mag", "mal"] = Field(
         default="mac", description="memory as context | as gate | as layer (§4)"
