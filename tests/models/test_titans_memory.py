@@ -12,8 +12,10 @@ from neat.models.titans.memory import MemoryState, NeuralMemory, memory_forward
 DIM = 8
 
 
-def memory(chunk: int, depth: int = 2, **fields: float) -> NeuralMemory:
+def memory(chunk: int, depth: int = 2, **fields: float | None) -> NeuralMemory:
+    """The paper's rule (the step unclipped), which the autograd reference follows."""
     torch.manual_seed(0)
+    fields = {"max_update_norm": None, **fields}
     mem = NeuralMemory(DIM, MemoryConfig(chunk_size=chunk, depth=depth, **fields)).double()
     with torch.no_grad():  # data-dependent gates, not the near-constant ones of the init
         mem.to_gates.weight.normal_(0.0, 1.0)
@@ -184,3 +186,53 @@ def test_momentum_is_bounded_so_a_saturated_memory_stays_finite() -> None:
         x = torch.randn(1, 8, 64).repeat(2, 64, 1)
         out, state = mem(x)
     assert torch.isfinite(out).all() and all(torch.isfinite(w).all() for w in state.weights)
+
+
+@pytest.mark.parametrize("value_scale", [3.0, 10.0])
+def test_clipped_step_keeps_a_deep_memory_finite_where_the_plain_rule_diverges(
+    value_scale: float,
+) -> None:
+    """Large values at a saturated lr: the paper's rule (max_update_norm: null) blows a
+    2-layer memory up to NaN within 1024 tokens; the clipped step keeps it bounded."""
+
+    def final_state(max_update_norm: float | None) -> tuple[torch.Tensor, MemoryState]:
+        torch.manual_seed(0)
+        mem = NeuralMemory(64, MemoryConfig(chunk_size=16, max_update_norm=max_update_norm))
+        with torch.no_grad():
+            mem.to_gates.bias.copy_(torch.tensor([20.0, 20.0, -20.0]))
+            mem.to_v.weight.mul_(value_scale)
+            return mem(torch.randn(1, 8, 64).repeat(2, 128, 1))
+
+    out, _ = final_state(None)
+    assert not torch.isfinite(out).all()  # the negative control
+    out, state = final_state(1.0)
+    assert torch.isfinite(out).all()
+    assert max(float(w.abs().max()) for w in state.weights) < 10.0
+
+
+def test_one_chunk_step_is_clipped_to_max_update_norm() -> None:
+    """From a zero surprise the first chunk moves M by exactly -sum_w: its norm per layer
+    and sequence is max_update_norm when the raw step is larger, the raw step otherwise."""
+    x = torch.randn(2, 16, 64, dtype=torch.float64)
+
+    def step_norms(max_update_norm: float | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg = MemoryConfig(chunk_size=16, max_update_norm=max_update_norm)
+        mem = NeuralMemory(64, cfg).double()
+        with torch.no_grad():
+            mem.to_gates.bias.copy_(torch.tensor([20.0, 0.0, -20.0]))  # theta 1, alpha 0
+            mem.to_v.weight.mul_(10.0)
+            _, state = mem(x)
+        start = mem.initial_state(2, torch.float64).weights
+        return torch.stack(
+            [
+                torch.linalg.vector_norm(w - w0, dim=(1, 2))
+                for w, w0 in zip(state.weights, start, strict=True)
+            ]
+        )
+
+    raw = step_norms(None)
+    assert (raw > 0.5).all()
+    clipped = step_norms(0.5)
+    torch.testing.assert_close(clipped, torch.full_like(clipped, 0.5), rtol=0, atol=1e-6)
+    torch.testing.assert_close(step_norms(10.0 * float(raw.max())), raw)

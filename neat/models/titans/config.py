@@ -37,6 +37,14 @@ class MemoryConfig(StrictModel):
         lt=1.0,
         description="eta_t = max_momentum * sigmoid(.): below 1, or S and M grow without bound",
     )
+    max_update_norm: float | None = Field(
+        default=1.0,
+        gt=0.0,
+        description=(
+            "largest Frobenius norm of one chunk's gradient step per memory layer (per "
+            "sequence); null: unclipped, the paper's rule, which can diverge on a deep memory"
+        ),
+    )
 
 
 class TitansConfig(TransformerConfig):

@@ -32,7 +32,13 @@ from torch import nn
 
 from neat.models.titans.config import MemoryConfig
 
-__all__ = ["MemoryState", "NeuralMemory", "chunk_coefficients", "memory_forward"]
+__all__ = [
+    "MemoryState",
+    "NeuralMemory",
+    "chunk_coefficients",
+    "chunked_coefficients",
+    "memory_forward",
+]
 
 
 class MemoryState(NamedTuple):
@@ -97,23 +103,63 @@ def chunk_coefficients(
     return m0, c, s0, w, s
 
 
+Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def chunked_coefficients(
+    theta: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor, chunk: int
+) -> list[Coefficients]:
+    """`chunk_coefficients` of every chunk of a (B, T) gate sequence, in as few calls as the
+    chunking allows: the gates do not depend on the memory, so all full chunks are one
+    batched call (B * T // chunk rows) and only a ragged tail is a second one. The chunk
+    loop then holds nothing but the memory's matmuls (a step used to launch ~40k kernels)."""
+    batch, length = theta.shape
+    full = length // chunk
+    out: list[Coefficients] = []
+    if full:
+        n = full * chunk
+        flat = [g[:, :n].reshape(batch * full, chunk) for g in (theta, eta, alpha)]
+        coeffs = chunk_coefficients(*flat)
+        per = [c.reshape(batch, full, *c.shape[1:]).unbind(1) for c in coeffs]
+        out.extend(zip(*per, strict=True))  # type: ignore[arg-type]
+    if length % chunk:
+        tail = slice(full * chunk, length)
+        out.append(chunk_coefficients(theta[:, tail], eta[:, tail], alpha[:, tail]))
+    return out
+
+
+def _clip_scale(step: torch.Tensor, max_norm: float | None) -> torch.Tensor | float:
+    """Per-sequence factor that brings a (B, in, out) step to Frobenius norm <= max_norm.
+
+    Gradient descent on a deep MLP diverges once the step outgrows the loss's curvature, and
+    a chunk's step sums b gradients taken at one point: measured in passkey training (fp32
+    and bf16 alike), a 2-layer memory's weights went from 0.6 to 3e7 within one sequence.
+    Clipping the step bounds the growth to linear, as per-sample gradient clipping does in
+    lucidrains/titans-pytorch (`max_grad_norm`)."""
+    if max_norm is None:
+        return 1.0
+    norm = torch.linalg.vector_norm(step, dim=(1, 2)).clamp_min(1e-12)
+    return (max_norm / norm).clamp(max=1.0)[:, None, None]
+
+
 def _chunk_update(
     state: MemoryState,
     k: torch.Tensor,
     v: torch.Tensor,
-    theta: torch.Tensor,
-    eta: torch.Tensor,
-    alpha: torch.Tensor,
+    coefficients: Coefficients,
+    max_update_norm: float | None,
 ) -> MemoryState:
     """Write one chunk: gradients at the chunk-start weights, combined by the coefficients."""
     y, inputs, pre = memory_forward(state.weights, k)
-    m0, c, s0, w, s = chunk_coefficients(theta, eta, alpha)
+    m0, c, s0, w, s = coefficients
     delta = (2.0 / y.shape[-1]) * (y - v)  # d mean((y - v)^2) / dy
     weights, momentum = [], []
     for layer in reversed(range(len(state.weights))):
         a = inputs[layer]
         sum_w = torch.bmm((a * w[..., None]).transpose(1, 2), delta)
         sum_s = torch.bmm((a * s[..., None]).transpose(1, 2), delta)
+        scale = _clip_scale(sum_w, max_update_norm)
+        sum_w, sum_s = sum_w * scale, sum_s * scale
         m, mom = state.weights[layer], state.momentum[layer]
         weights.append(m0[:, None, None] * m + c[:, None, None] * mom - sum_w)
         momentum.append(s0[:, None, None] * mom - sum_s)
@@ -135,6 +181,7 @@ class NeuralMemory(nn.Module):
         # Heavy-ball momentum diverges as eta -> 1 (measured: theta at max_lr, eta -> 1 on a
         # repeated pattern gave NaN within 512 tokens), so eta is bounded below 1.
         self.max_momentum = cfg.max_momentum
+        self.max_update_norm = cfg.max_update_norm
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(dim, dim, bias=False)
         self.to_v = nn.Linear(dim, dim, bias=False)
@@ -193,13 +240,14 @@ class NeuralMemory(nn.Module):
             k = F.normalize(F.silu(self.to_k(inner)), dim=-1)
             v = F.silu(self.to_v(inner))
             theta, eta, alpha = self.gates(inner)
+            coefficients = chunked_coefficients(theta, eta, alpha, self.chunk_size)
             reads = []
-            for start in range(0, x.shape[1], self.chunk_size):
+            for start, coeffs in zip(
+                range(0, x.shape[1], self.chunk_size), coefficients, strict=True
+            ):
                 chunk = slice(start, start + self.chunk_size)
                 reads.append(memory_forward(state.weights, q[:, chunk])[0])
-                state = _chunk_update(
-                    state, k[:, chunk], v[:, chunk], theta[:, chunk], eta[:, chunk], alpha[:, chunk]
-                )
+                state = _chunk_update(state, k[:, chunk], v[:, chunk], coeffs, self.max_update_norm)
         return self._out(torch.cat(reads, dim=1), x), state
 
 
