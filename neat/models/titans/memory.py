@@ -121,7 +121,7 @@ def chunked_coefficients(
         flat = [g[:, :n].reshape(batch * full, chunk) for g in (theta, eta, alpha)]
         coeffs = chunk_coefficients(*flat)
         per = [c.reshape(batch, full, *c.shape[1:]).unbind(1) for c in coeffs]
-        out.extend(zip(*per, strict=True))  # type: ignore[arg-type]
+        out.extend(zip(*per, strict=True))
     if length % chunk:
         tail = slice(full * chunk, length)
         out.append(chunk_coefficients(theta[:, tail], eta[:, tail], alpha[:, tail]))
@@ -139,7 +139,8 @@ def _clip_scale(step: torch.Tensor, max_norm: float | None) -> torch.Tensor | fl
     if max_norm is None:
         return 1.0
     norm = torch.linalg.vector_norm(step, dim=(1, 2)).clamp_min(1e-12)
-    return (max_norm / norm).clamp(max=1.0)[:, None, None]
+    scale: torch.Tensor = (max_norm / norm).clamp(max=1.0)
+    return scale[:, None, None]
 
 
 def _chunk_update(
