@@ -43,6 +43,12 @@ def tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> GPT:
     return GPT(cfg, vocab_size=32).to(dtype).eval()
 
 
+def layer(model: torch.nn.Module, name: str) -> SVFLinear:
+    module = model.get_submodule(name)
+    assert isinstance(module, SVFLinear), name
+    return module
+
+
 def tokens(seed: int = 1) -> torch.Tensor:
     return torch.randint(0, 32, (3, 8), generator=torch.Generator().manual_seed(seed))
 
@@ -61,8 +67,9 @@ def test_identity_at_z_one_is_bit_exact(dtype: torch.dtype) -> None:
     x = tokens()
     before = model(x)["logits"]
     assert apply_svf(model, targets=TARGETS) == ADAPTED
-    assert isinstance(model.lm_head, SVFLinear)
-    assert model.lm_head.svd_u.dtype == dtype
+    assert layer(model, "lm_head").svd_u.dtype == dtype
+    assert layer(model, "lm_head").weight is model.wte.weight  # still tied
+    assert model.num_params() > 0  # GPT's bookkeeping still reads lm_head.weight
     after = model(x)["logits"]
     assert torch.equal(before, after)
     # a non-trivial z does change the output, so the equality above is not vacuous
@@ -102,7 +109,7 @@ def test_only_z_is_trained_and_the_base_is_untouched() -> None:
     assert len(held) == len(ADAPTED)
     assert {id(p) for p in held} == {id(z) for z in zs.values()}
     assert sum(p.numel() for p in held) == sum(
-        min(model.get_submodule(n).base.weight.shape) for n in ADAPTED
+        min(layer(model, n).base.weight.shape) for n in ADAPTED
     )
 
     model.eval()
@@ -114,7 +121,7 @@ def test_only_z_is_trained_and_the_base_is_untouched() -> None:
         opt.step()
     model.eval()
     assert not torch.allclose(model(x)["logits"], start)
-    assert model.lm_head.base.weight is model.wte.weight  # tying survives
+    assert layer(model, "lm_head").base.weight is model.wte.weight  # tying survives
     after = dict(model.named_parameters())
     renamed = {n.replace(".base.", "."): p for n, p in after.items()}
     for name, value in base.items():
@@ -134,10 +141,10 @@ def test_saved_svd_reloads_and_is_tied_to_its_base() -> None:
     fresh = tiny(seed=5)
     assert base_fingerprint(fresh) != fingerprint
     apply_svf(fresh, targets=TARGETS)
-    assert not torch.equal(fresh.lm_head.svd_u, model.lm_head.svd_u)
+    assert not torch.equal(layer(fresh, "lm_head").svd_u, layer(model, "lm_head").svd_u)
     fresh.load_state_dict(state)
     for name in ADAPTED:
-        a, b = model.get_submodule(name), fresh.get_submodule(name)
+        a, b = layer(model, name), layer(fresh, name)
         for buf in ("svd_u", "svd_s", "svd_v", "z"):
             assert torch.equal(getattr(a, buf), getattr(b, buf)), (name, buf)
     assert base_fingerprint(fresh) == fingerprint
@@ -146,15 +153,18 @@ def test_saved_svd_reloads_and_is_tied_to_its_base() -> None:
 
     other = tiny(seed=7)
     with torch.no_grad():
-        fresh.blocks[1].mlp.c_fc.base.weight.copy_(other.blocks[1].mlp.c_fc.weight)
+        layer(fresh, "blocks.1.mlp.c_fc").base.weight.copy_(
+            other.get_parameter("blocks.1.mlp.c_fc.weight")
+        )
     with pytest.raises(ValueError, match=r"'blocks\.1\.mlp\.c_fc'.*max error"):
         check_svd(fresh)
     assert base_fingerprint(fresh) != fingerprint
 
 
-def test_check_svd_passes_in_low_precision() -> None:
+def test_check_svd_passes_in_other_precisions() -> None:
     model = tiny()
     apply_svf(model, targets=TARGETS)
+    check_svd(model.to(torch.float64))  # float32-accurate factors of float32-exact weights
     check_svd(model.to(torch.bfloat16))
     x = tokens()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -75,6 +75,20 @@ class SVFLinear(nn.Module):
         self.z = nn.Parameter(torch.ones(s.shape[0], dtype=weight.dtype, device=weight.device))
 
     @property
+    def weight(self) -> Tensor:
+        """The frozen base weight, for code that inspects a Linear's weight (GPT's tying check
+        in `num_params`); the weight the forward pass uses is `effective_weight()`."""
+        return self.base.weight
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
     def rank(self) -> int:
         """r = min(out_features, in_features): the length of z."""
         return int(self.svd_s.shape[0])
@@ -241,8 +255,9 @@ def check_svd(model: nn.Module) -> None:
     """Check every SVF layer's stored factors reconstruct its base weight.
 
     Rounding the float64 factors to their dtype moves each entry of U diag(s) Vᵀ by at most
-    ~1.5·eps·s_max (the rows of U and V have norm ≤ 1), so the tolerance is 4·eps·s_max: a
-    base weight from another checkpoint misses it by orders of magnitude.
+    ~1.5·eps·s_max (the rows of U and V have norm ≤ 1), so the tolerance is 4·eps·s_max, with
+    eps never below float32's (a model cast to float64 after `apply_svf` keeps float32-accurate
+    factors): a base weight from another checkpoint misses it by orders of magnitude.
     """
     for name, m in _svf_modules(model).items():
         w = m.base.weight.detach()
@@ -253,7 +268,7 @@ def check_svd(model: nn.Module) -> None:
             )
         u, s, v = (t.detach().to(torch.float64) for t in (m.svd_u, m.svd_s, m.svd_v))
         error = ((u * s) @ v.mT - w.to(torch.float64)).abs().max().item()
-        eps = max(torch.finfo(m.svd_u.dtype).eps, torch.finfo(w.dtype).eps, 1e-12)
+        eps = max(torch.finfo(dt).eps for dt in (m.svd_u.dtype, w.dtype, torch.float32))
         tolerance = 4 * eps * (s.abs().max().item() if s.numel() else 0.0)
         if not error <= tolerance:
             raise ValueError(
