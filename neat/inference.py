@@ -11,6 +11,7 @@ from dependency_injector import providers
 from rich.console import Console
 from torch import nn
 
+from neat.config.finetune import FinetuneConfig
 from neat.config.schema import ExperimentConfig
 from neat.data import load_tokenizer
 from neat.di.container import build_container
@@ -18,8 +19,9 @@ from neat.errors import CheckpointError, ConfigError
 from neat.evaluation import generate
 from neat.evaluation.generation import TextStream, check_sampling, check_stream, iter_tokens
 from neat.interfaces import ITokenizer
+from neat.models.adapters.apply import apply_finetune
 from neat.models.load import build_model, load_trained_model
-from neat.persistence import resolve_checkpoint
+from neat.persistence import read_checkpoint_meta, resolve_checkpoint
 from neat.training.device import resolve_device
 
 
@@ -34,6 +36,8 @@ def evaluate_checkpoint(
         container.tokenizer.override(providers.Object(load_tokenizer(tokenizer_file)))
     # the checkpoint's weights replace the init anyway: no model.init_from
     model = build_model(config.model, container.tokenizer(), config.training.seed)
+    # the checkpoint's adapters, not the config's: a LoRA run is evaluated with its base config
+    apply_finetune(model, saved_finetune(path, config))
     state = container.checkpointer().load(path, model)
     refuse_non_finite(model, path)
     model.to(container.device())
@@ -41,6 +45,15 @@ def evaluate_checkpoint(
     metrics["step"] = state.step
     metrics["checkpoint"] = str(path)
     return metrics
+
+
+def saved_finetune(checkpoint: Path, config: ExperimentConfig) -> FinetuneConfig:
+    """The `finetune:` section the checkpoint was trained with (the config's when it stores
+    none): the module tree its tensors belong to."""
+    saved = read_checkpoint_meta(checkpoint).get("config")
+    if isinstance(saved, dict) and isinstance(saved.get("finetune"), dict):
+        return FinetuneConfig.model_validate(saved["finetune"])
+    return config.finetune
 
 
 def load_for_inference(checkpoint: Path, device: str = "auto") -> tuple[nn.Module, ITokenizer, int]:

@@ -14,6 +14,7 @@ from neat.config.base import (
     StrictModel,
 )
 from neat.config.data import DataConfig
+from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
 from neat.config.registry import component, default_config
@@ -112,6 +113,7 @@ class ExperimentConfig(StrictModel):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -130,5 +132,15 @@ class ExperimentConfig(StrictModel):
                 "evaluation.stream: true needs a model whose memory carries from one call to "
                 f"the next (model.type: titans); model.type {self.model.type} has none: set "
                 "evaluation.stream: false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _adapters_need_a_base(self) -> ExperimentConfig:
+        if self.finetune.method != "full" and not self.model.init_from:
+            raise ValueError(
+                f"finetune.method: {self.finetune.method} adapts a trained model, and "
+                "model.init_from is not set: set it to the run or checkpoint to adapt, or use "
+                "finetune.method: full"
             )
         return self

@@ -69,6 +69,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         model=model_cfg,
         training=training_cfg,
         tokenizer=tokenizer,
+        finetune=config.provided.finetune,
         memory=providers.Callable(f.memory_per_rank, device=device, dist=dist),
     )
     parallel_model = providers.Singleton(

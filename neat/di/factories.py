@@ -16,6 +16,7 @@ from torch import nn
 from neat.config import ExperimentConfig, build
 from neat.config.base import EvaluatorConfig, ModelConfig, OptimizerConfig
 from neat.config.data import DataConfig
+from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
 from neat.config.schema import MonitoringConfig, TrainingConfig
 from neat.data import TokenData, default_cache_dir, prepare_token_data
@@ -38,6 +39,7 @@ from neat.interfaces.contexts import (
     OptimizerContext,
     TokenizerContext,
 )
+from neat.models.adapters.apply import apply_finetune
 from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
@@ -177,6 +179,7 @@ def make_model(
     training: TrainingConfig,
     tokenizer: ITokenizer,
     *,
+    finetune: FinetuneConfig | None = None,
     memory: int | None = None,
     init_from: bool = True,
 ) -> nn.Module:
@@ -199,6 +202,8 @@ def make_model(
             check_tokenizer_matches(checkpoint, tokenizer, fix=INIT_FROM_TOKENIZER_FIX)
         Checkpointer(checkpoint.parent).load(checkpoint, module)
         log.info("model_initialised_from", checkpoint=str(checkpoint))
+    if finetune is not None:  # after init_from: svf decomposes the trained weights
+        apply_finetune(module, finetune)
     return module
 
 

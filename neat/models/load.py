@@ -14,6 +14,7 @@ from neat.data.tokenizers import load_tokenizer
 from neat.errors import CheckpointError, ConfigError
 from neat.interfaces import ITokenizer
 from neat.interfaces.contexts import ModelContext
+from neat.models.adapters.apply import apply_finetune
 from neat.persistence import Checkpointer, read_checkpoint_meta, resolve_checkpoint
 from neat.persistence.manifest import STATE_FILE, TOKENIZER_FILE
 
@@ -67,6 +68,7 @@ def load_trained_model(
     config = validate_config(saved, source=str(path / STATE_FILE))
     tokenizer = load_tokenizer(path / TOKENIZER_FILE)
     model = build_model(config.model, tokenizer, config.training.seed)
+    apply_finetune(model, config.finetune)  # the adapters' weights are in the checkpoint
     Checkpointer(path.parent).load(path, model)
     model.to(device)
     return model, tokenizer, config
