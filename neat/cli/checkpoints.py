@@ -234,3 +234,19 @@ def checkpoints_export_hf(path: Path, out: Path) -> None:
     from neat.models.hf import export_hf
 
     _report(export_hf(path, out), "Hugging Face folder")
+
+
+@checkpoints.command("merge-lora")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="The new run folder to write."
+)
+@user_errors
+def checkpoints_merge_lora(path: Path, out: Path) -> None:
+    """Fold the LoRA adapters of the checkpoint at PATH (or a run's newest) into its weights
+    and write a plain model to the new run folder OUT: the base architecture's tensors, no
+    finetune section, for `neat generate`, `model.init_from` and `export-hf`."""
+    from neat.models.adapters.merge import merge_lora_checkpoint
+
+    written = merge_lora_checkpoint(path, out)
+    click.echo(f"wrote {written} (LoRA merged into the weights)")

@@ -13,12 +13,9 @@ a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +33,7 @@ from neat.interfaces.records import TrainState
 from neat.models.gpt import GPT, GPTConfig
 from neat.models.load import load_trained_model
 from neat.persistence import Checkpointer, resolve_checkpoint
+from neat.persistence.files import check_out_free, staged_folder
 from neat.persistence.manifest import CHECKPOINTS_DIR, CONFIG_FILE, TOKENIZER_FILE
 
 __all__ = [
@@ -329,27 +327,6 @@ def _hf_name(name: str, layout: Layout) -> str:
 # -- import ----------------------------------------------------------------------------------------
 
 
-def _check_out_free(out: Path) -> None:
-    if out.exists():
-        raise CheckpointError(
-            f"--out {out} already exists; choose a new folder (nothing is written into an "
-            "existing one)"
-        )
-
-
-@contextlib.contextmanager
-def _staging(out: Path) -> Iterator[Path]:
-    """A hidden folder beside `out`, renamed to `out` when the block succeeds."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _neat_state(
     layout: Layout, model: GPT, hf_tensors: Mapping[str, torch.Tensor], source: Path
 ) -> dict[str, torch.Tensor]:
@@ -409,7 +386,7 @@ def import_hf(hf_dir: Path, out: Path) -> ConversionReport:
     weights-only checkpoint (`checkpoints/step_0`) that `neat generate --checkpoint` and
     `model.init_from` read."""
     hf_dir, out = Path(hf_dir), Path(out)
-    _check_out_free(out)
+    check_out_free(out)
     if not hf_dir.is_dir():
         raise CheckpointError(f"{hf_dir} does not exist or is not a folder")
     hf_config = _read_json(hf_dir / HF_CONFIG, HF_CONFIG)
@@ -436,7 +413,7 @@ def import_hf(hf_dir: Path, out: Path) -> ConversionReport:
     if not isinstance(model, GPT):  # model.type is gpt: only a replaced registry entry
         raise ConfigError(f"model.type gpt built a {type(model).__name__}, not neat's GPT")
     model.load_state_dict(_neat_state(layout, model, tensors, hf_dir / HF_WEIGHTS))
-    with _staging(out) as tmp:
+    with staged_folder(out) as tmp:
         text = yaml.safe_dump({**raw, "model": {**raw["model"], "init_from": "."}}, sort_keys=False)
         (tmp / CONFIG_FILE).write_text(
             _CONFIG_HEADER.format(config=out / CONFIG_FILE) + text, encoding="utf-8"
@@ -585,7 +562,7 @@ def export_hf(checkpoint: Path, out: Path) -> ConversionReport:
     """Write the neat checkpoint (or a run's newest one) as an HF folder `out` that
     `AutoModelForCausalLM.from_pretrained(out)` loads."""
     out = Path(out)
-    _check_out_free(out)
+    check_out_free(out)
     path = resolve_checkpoint(Path(checkpoint))
     model, tokenizer, config = load_trained_model(path)
     if not isinstance(model, GPT):
@@ -607,7 +584,7 @@ def export_hf(checkpoint: Path, out: Path) -> ConversionReport:
             f"Hugging Face {TOKENIZER_FILE}: the folder holds the model only; encode text "
             "with neat's tokenizer from the checkpoint"
         )
-    with _staging(out) as tmp:
+    with staged_folder(out) as tmp:
         save_file(tensors, str(tmp / HF_WEIGHTS), metadata={"format": "pt"})
         (tmp / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         if is_hf:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
 
+from neat.errors import CheckpointError
 from neat.files import FILE_MODE, fsync_file
 
 log = structlog.get_logger(__name__)
@@ -43,3 +46,26 @@ def remove_tree_quietly(path: Path) -> None:
     """Best-effort removal of a half-written directory while another error propagates."""
     with contextlib.suppress(OSError):
         shutil.rmtree(path)
+
+
+def check_out_free(out: Path) -> None:
+    """--out names a new folder: nothing is ever written into an existing one."""
+    if out.exists():
+        raise CheckpointError(
+            f"--out {out} already exists; choose a new folder (nothing is written into an "
+            "existing one)"
+        )
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A hidden folder beside `out`, renamed to `out` when the block succeeds: a failed
+    conversion leaves nothing half-written under the name the user asked for."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

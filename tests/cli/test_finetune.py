@@ -109,3 +109,40 @@ def test_a_target_that_matches_nothing_names_the_key(
     )
     assert code != 0
     assert "finetune.targets" in err and "no_such_layer" in err
+
+
+def test_merge_lora_writes_a_plain_model_with_the_adapted_outputs(
+    base_run: Path, tiny_config: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from neat.models.load import load_trained_model
+
+    tuned = tmp_path / "lora"
+    args = ["-c", str(tiny_config), "--run-dir", str(tuned), "--set", f"model.init_from={base_run}"]
+    code, _, err = invoke(
+        "train", *args, "--set", "finetune.method=lora", "--set", "training.max_steps=6"
+    )
+    assert code == 0, err
+    merged = tmp_path / "merged"
+    code, out, err = invoke("checkpoints", "merge-lora", str(tuned), "--out", str(merged))
+    assert code == 0, err
+    assert "merged" in out
+    assert set(weights(merged)) == set(weights(base_run))  # the base architecture's names
+    adapted, _, _ = load_trained_model(resolve_checkpoint(tuned))
+    plain, _, config = load_trained_model(resolve_checkpoint(merged))
+    assert config.finetune.method == "full" and config.model.init_from is None
+    idx = torch.randint(0, 32, (2, 16), generator=torch.Generator().manual_seed(0))
+    adapted.eval(), plain.eval()
+    with torch.no_grad():
+        lora_logits, merged_logits = adapted(idx)["logits"], plain(idx)["logits"]
+        base_model, _, _ = load_trained_model(resolve_checkpoint(base_run))
+        base_model.eval()
+        base_logits = base_model(idx)["logits"]
+    assert (lora_logits - base_logits).abs().max() > 1e-6  # the adapters did change it
+    torch.testing.assert_close(merged_logits, lora_logits, rtol=0, atol=1e-5)
+    code, _, err = invoke("checkpoints", "merge-lora", str(tuned), "--out", str(merged))
+    assert code != 0 and "already exists" in err  # nothing written into an existing folder
+    code, _, err = invoke("checkpoints", "merge-lora", str(base_run), "--out", str(tmp_path / "x"))
+    assert code != 0 and "not lora" in err
+    assert not (tmp_path / "x").exists()
