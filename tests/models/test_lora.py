@@ -276,3 +276,18 @@ def test_output_is_base_plus_scaled_low_rank_update() -> None:
     torch.testing.assert_close(layer(x), expected, atol=1e-12, rtol=0)
     torch.testing.assert_close(layer.delta_weight(), 4.0 * b @ a, atol=1e-12, rtol=0)
     assert not base.weight.requires_grad
+
+
+def test_bf16_merge_rounds_once_and_keeps_dtype() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 32).to(torch.bfloat16))
+    apply_lora(model, rank=4, alpha=4, dropout=0.0, targets=["0"])
+    lora = model[0]
+    assert isinstance(lora, LoRALinear)
+    with torch.no_grad():
+        lora.lora_b.normal_(std=1e-2)
+    expected = (lora.base.weight.float() + lora.lora_b.float() @ lora.lora_a.float()).bfloat16()
+    merge_lora(model)
+    merged = model[0]
+    assert type(merged) is nn.Linear and merged.weight.dtype == torch.bfloat16
+    assert torch.equal(merged.weight, expected)

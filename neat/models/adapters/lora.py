@@ -88,19 +88,20 @@ class LoRALinear(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.base.bias
 
-    def delta_weight(self) -> torch.Tensor:
-        """ΔW = scaling · B A, in the base weight's dtype (computed in at least fp32)."""
+    def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """ΔW = scaling · B A, computed in at least fp32 and returned in `dtype` (default:
+        the base weight's), so merging a bf16 model does not round B A twice."""
         w = self.base.weight
-        dtype = torch.promote_types(w.dtype, torch.float32)
-        delta = (self.lora_b.to(dtype) @ self.lora_a.to(dtype)) * self.scaling
-        return delta.to(w.dtype)
+        compute = torch.promote_types(w.dtype, torch.float32)
+        delta = (self.lora_b.to(compute) @ self.lora_a.to(compute)) * self.scaling
+        return delta.to(w.dtype if dtype is None else dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.base(x)
         h = self.dropout(x)
         a: torch.Tensor = self.lora_a
         b: torch.Tensor = self.lora_b
-        if not torch.is_autocast_enabled() and a.dtype != h.dtype:
+        if not torch.is_autocast_enabled(h.device.type) and a.dtype != h.dtype:
             # Outside autocast F.linear needs matching dtypes; inside, it casts on its own.
             a, b = a.to(h.dtype), b.to(h.dtype)
         low_rank = F.linear(F.linear(h, a), b) * self.scaling
@@ -253,20 +254,22 @@ def merge_lora(model: nn.Module) -> nn.Module:
     owners: dict[int, set[str]] = {}
     for pname, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), set()).add(pname.rpartition(".")[0])
+    adapted = _lora_modules(model)
     merged: dict[int, nn.Linear] = {}
-    for name, lora in _lora_modules(model):
+    for name, lora in adapted:
         if id(lora) not in merged:
             base = lora.base
             w = base.weight
             with torch.no_grad():
-                weight = w + lora.delta_weight()
+                compute = torch.promote_types(w.dtype, torch.float32)
+                weight = (w.to(compute) + lora.delta_weight(compute)).to(w.dtype)
             linear = nn.Linear(
                 base.in_features, base.out_features, bias=base.bias is not None, device="meta"
             )
             linear.weight = nn.Parameter(weight, requires_grad=w.requires_grad)
             linear.bias = base.bias
             merged[id(lora)] = linear
-            lora_names = {n for n, m in _lora_modules(model) if m is lora}
+            lora_names = {n for n, m in adapted if m is lora}
             tied = sorted(o for o in owners[id(w)] if not any(o == f"{n}.base" for n in lora_names))
             if tied:
                 warnings.warn(
