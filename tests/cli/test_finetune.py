@@ -111,8 +111,9 @@ def test_a_target_that_matches_nothing_names_the_key(
     assert "finetune.targets" in err and "no_such_layer" in err
 
 
+@pytest.mark.parametrize("targets", ["[blocks.*]", "[blocks.*, lm_head]"])
 def test_merge_lora_writes_a_plain_model_with_the_adapted_outputs(
-    base_run: Path, tiny_config: Path, tmp_path: Path
+    targets: str, base_run: Path, tiny_config: Path, tmp_path: Path
 ) -> None:
     import torch
 
@@ -121,17 +122,27 @@ def test_merge_lora_writes_a_plain_model_with_the_adapted_outputs(
     tuned = tmp_path / "lora"
     args = ["-c", str(tiny_config), "--run-dir", str(tuned), "--set", f"model.init_from={base_run}"]
     code, _, err = invoke(
-        "train", *args, "--set", "finetune.method=lora", "--set", "training.max_steps=6"
+        "train",
+        *args,
+        "--set",
+        "finetune.method=lora",
+        "--set",
+        f"finetune.targets={targets}",
+        "--set",
+        "training.max_steps=6",
     )
     assert code == 0, err
     merged = tmp_path / "merged"
     code, out, err = invoke("checkpoints", "merge-lora", str(tuned), "--out", str(merged))
     assert code == 0, err
     assert "merged" in out
-    assert set(weights(merged)) == set(weights(base_run))  # the base architecture's names
+    # the base architecture's names; a merged head is untied from the embedding
+    head = {"lm_head.weight"} if "lm_head" in targets else set()
+    assert set(weights(merged)) == set(weights(base_run)) | head
     adapted, _, _ = load_trained_model(resolve_checkpoint(tuned))
     plain, _, config = load_trained_model(resolve_checkpoint(merged))
     assert config.finetune.method == "full" and config.model.init_from is None
+    assert getattr(config.model, "tie_embeddings") is not bool(head)  # noqa: B009
     idx = torch.randint(0, 32, (2, 16), generator=torch.Generator().manual_seed(0))
     adapted.eval(), plain.eval()
     with torch.no_grad():

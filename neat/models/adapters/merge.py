@@ -16,7 +16,7 @@ from neat.config import validate_config
 from neat.config.finetune import FinetuneConfig
 from neat.errors import ConfigError
 from neat.interfaces.records import TrainState
-from neat.models.adapters.lora import merge_lora
+from neat.models.adapters.lora import LoRALinear, merge_lora
 from neat.models.load import load_trained_model
 from neat.persistence import Checkpointer, read_checkpoint_meta, resolve_checkpoint
 from neat.persistence.files import check_out_free, staged_folder
@@ -41,8 +41,11 @@ def merge_lora_checkpoint(checkpoint: Path, out: Path) -> Path:
             f"checkpoint {path} was trained with finetune.method: {config.finetune.method}, "
             "not lora: there are no LoRA adapters to merge"
         )
+    wrapped = {name for name, m in model.named_modules() if isinstance(m, LoRALinear)}
     merge_lora(model)
     raw = config.model_dump(mode="json")
+    if "lm_head" in wrapped and raw["model"].get("tie_embeddings"):
+        raw["model"]["tie_embeddings"] = False  # the merged head has a weight of its own
     raw["finetune"] = FinetuneConfig().model_dump(mode="json")
     raw["model"]["init_from"] = None  # the weights are all here now
     final = out.resolve()
