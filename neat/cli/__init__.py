@@ -7,6 +7,7 @@ import click
 from rich.console import Console
 
 from neat import __version__
+from neat.cli.adapt import adapt
 from neat.cli.blt import blt
 from neat.cli.checkpoints import checkpoints
 from neat.cli.clean import clean
@@ -63,6 +64,7 @@ for _command in (
     index,
     blt,
     checkpoints,
+    adapt,
 ):
     cli.add_command(_command)
 

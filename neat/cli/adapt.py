@@ -1,0 +1,64 @@
+"""`neat adapt`: Transformer² experts built from a trained base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from neat.cli.common import user_errors
+
+
+@click.group()
+def adapt() -> None:
+    """Build and use SVF experts (Transformer²)."""
+
+
+@adapt.command("experts")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The base run or checkpoint (trained on data.type: synthetic_math).",
+)
+@click.option(
+    "--tasks",
+    required=True,
+    help="Comma-separated synthetic math operations, one expert each (e.g. add,sub,mul,linear).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="The new experts folder."
+)
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-2, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--target", "targets", multiple=True, help="Module-name pattern to adapt (repeatable)."
+)
+@click.pass_context
+@user_errors
+def adapt_experts(
+    ctx: click.Context,
+    checkpoint: Path,
+    tasks: str,
+    out: Path,
+    steps: int,
+    lr: float,
+    targets: tuple[str, ...],
+) -> None:
+    """Train one SVF expert per task from the base at --checkpoint and write OUT/<task>.safetensors
+    (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json."""
+    from neat.training.experts import build_experts
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise click.BadParameter("name at least one task", param_hint="--tasks")
+    manifest = build_experts(
+        checkpoint,
+        names,
+        out,
+        steps=steps,
+        lr=lr,
+        targets=list(targets) or None,
+        console=ctx.obj["console"],
+    )
+    click.echo(f"wrote {len(names)} expert(s) and {manifest}")

@@ -1,0 +1,128 @@
+"""`neat adapt experts`: one SVF expert per synthetic math task, trained from one base.
+
+Transformer² (Sun, Cetin & Tang 2025) keeps one z-vector per task and mixes them at inference;
+each expert here is a normal `neat train` run (`finetune.method: svf`, the base as
+`model.init_from`, the data narrowed to one operation), and its z-vectors are written to
+`<task>.safetensors` with the base's fingerprint, so they are refused on any other base.
+`manifest.json` lists the experts, their runs and final metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+from dependency_injector import providers
+from rich.console import Console
+
+from neat.config import validate_config
+from neat.config.finetune import DEFAULT_TARGETS
+from neat.data import load_tokenizer
+from neat.data.synthetic_math import FORMAT_NAMES, LEVEL_OPERATIONS, OPERATIONS
+from neat.errors import ConfigError
+from neat.files import write_json_atomic
+from neat.models.adapters.svf import base_fingerprint, save_expert, svf_z
+from neat.persistence import read_checkpoint_meta, resolve_checkpoint
+from neat.persistence.files import check_out_free
+from neat.persistence.manifest import TOKENIZER_FILE
+
+__all__ = ["MANIFEST", "build_experts", "task_config"]
+
+log = structlog.get_logger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def task_config(
+    base: dict[str, Any], checkpoint: Path, task: str, *, steps: int, lr: float, targets: list[str]
+) -> dict[str, Any]:
+    """The base run's config narrowed to `task`, as an SVF run from `checkpoint`."""
+    sources = base["data"].get("sources", [])
+    if len(sources) != 1 or sources[0].get("type") != "synthetic_math":
+        kinds = ", ".join(str(src.get("type")) for src in sources) or "none"
+        raise ConfigError(
+            f"neat adapt experts trains on the synthetic math tasks, and the base at "
+            f"{checkpoint} was trained on data sources {kinds}; train the base on one "
+            "data source of type synthetic_math"
+        )
+    if task not in OPERATIONS:
+        raise ConfigError(f"--tasks: {task!r} is not a task; choose from {', '.join(OPERATIONS)}")
+    source = dict(sources[0])
+    levels = [level for level, ops in LEVEL_OPERATIONS.items() if task in ops]
+    trained = [level for level in source["levels"] if level in levels]
+    source["levels"] = trained or levels[:1]
+    source["operations"] = [task]
+    source["test"] = _task_shift(task, source)
+    warmup = min(int(base["optimization"].get("warmup_steps", 0)), steps // 10)
+    return {
+        **base,
+        "name": f"expert-{task}",
+        "data": {**base["data"], "sources": [source]},
+        "model": {**base["model"], "init_from": str(checkpoint)},
+        "finetune": {"method": "svf", "targets": targets},
+        "optimization": {
+            **base["optimization"],
+            "lr": lr,
+            "min_lr": lr / 10,
+            "warmup_steps": warmup,
+        },
+        "training": {**base["training"], "max_steps": steps},
+    }
+
+
+def _task_shift(task: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A test split outside the expert's training: the task's other levels, else an unseen
+    format (the base's own shift may name levels that hold no problem of this task)."""
+    others = [
+        lv for lv, ops in LEVEL_OPERATIONS.items() if task in ops and lv not in data["levels"]
+    ]
+    if others:
+        return {"levels": others}
+    unseen = [f for f in FORMAT_NAMES if f not in data["formats"]]
+    return {"formats": unseen[:1]} if unseen else dict(data["test"])
+
+
+def build_experts(
+    checkpoint: Path,
+    tasks: list[str],
+    out: Path,
+    *,
+    steps: int,
+    lr: float,
+    targets: list[str] | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Train and write one expert per task into `out`; returns the manifest's path."""
+    from neat.di import build_container
+
+    path = resolve_checkpoint(checkpoint)
+    base = read_checkpoint_meta(path).get("config")
+    if not isinstance(base, dict):
+        raise ConfigError(f"checkpoint {path} stores no config: its data cannot be narrowed")
+    targets = list(targets or DEFAULT_TARGETS)
+    raws = {t: task_config(base, path, t, steps=steps, lr=lr, targets=targets) for t in tasks}
+    configs = {t: validate_config(raw, source=f"{path} narrowed to {t}") for t, raw in raws.items()}
+    check_out_free(out)
+    out.mkdir(parents=True)
+    experts: dict[str, Any] = {}
+    fingerprint = ""
+    for task, config in configs.items():
+        run_dir = out / "runs" / task
+        container = build_container(config, run_dir=run_dir, console=console)
+        # the base's vocabulary: a char tokenizer fitted to one task's text would renumber it
+        container.tokenizer.override(providers.Object(load_tokenizer(path / TOKENIZER_FILE)))
+        trainer = container.trainer()
+        trainer.restore()
+        state = trainer.fit()
+        model = container.model()
+        fingerprint = base_fingerprint(model)
+        file = out / f"{task}.safetensors"
+        save_expert(file, svf_z(model), fingerprint=fingerprint, task=task)
+        experts[task] = {"file": file.name, "run": str(run_dir), "steps": state.step}
+        experts[task]["metrics"] = dict(state.metrics)
+        log.info("expert_written", task=task, file=str(file))
+    manifest: dict[str, Any] = {"base": str(path), "fingerprint": fingerprint}
+    manifest.update(targets=targets, experts=experts)
+    write_json_atomic(out / MANIFEST, manifest)
+    return out / MANIFEST
