@@ -47,7 +47,7 @@ def adapt_experts(
 ) -> None:
     """Train one SVF expert per task from the base at --checkpoint and write OUT/<task>.safetensors
     (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json."""
-    from neat.training.experts import build_experts
+    from neat.experts import build_experts
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names:
