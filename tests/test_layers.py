@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "training": 3,
     "di": 4,
     "inference": 4,
+    "experts": 4,
     "cli": 5,
 }
 
