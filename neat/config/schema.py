@@ -144,3 +144,21 @@ class ExperimentConfig(StrictModel):
                 "finetune.method: full"
             )
         return self
+
+    @model_validator(mode="after")
+    def _reinforce_needs_problems(self) -> ExperimentConfig:
+        if self.finetune.objective != "reinforce":
+            return self
+        kinds = [source.type for source in self.data.sources]
+        if kinds != ["synthetic_math"]:
+            raise ValueError(
+                "finetune.objective: reinforce rewards exact answers to synthetic math "
+                f"problems, and data.sources has {', '.join(kinds)}: use one source of type "
+                "synthetic_math, or finetune.objective: sft"
+            )
+        if not self.model.init_from:
+            raise ValueError(
+                "finetune.objective: reinforce starts from a model that can already answer "
+                "(a random one is never rewarded): set model.init_from to a trained run"
+            )
+        return self

@@ -61,6 +61,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         tokenizer=tokenizer,
         device=device,
         dist=dist,
+        finetune=config.provided.finetune,
     )
 
     # model and optimizer
@@ -74,6 +75,14 @@ class ServiceContainer(containers.DeclarativeContainer):
     )
     parallel_model = providers.Singleton(
         f.make_parallel_model, training=training_cfg, model=model, dist=dist, device=device
+    )
+    objective = providers.Singleton(
+        f.make_objective,
+        finetune=config.provided.finetune,
+        parallel_model=parallel_model,
+        tokenizer=tokenizer,
+        block_size=model_cfg.block_size,
+        device=device,
     )
     optimizer_factory = providers.Singleton(
         f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg
@@ -145,6 +154,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         optimizer=optimizer,
         lr_at=providers.Callable(f.lr_schedule, optimizer_factory),
         batches=train_batches,
+        objective=objective,
         evaluator=evaluator,
         checkpointer=checkpointer,
         bus=event_bus,

@@ -24,12 +24,14 @@ from neat.data.prefetch import PrefetchingBatches
 from neat.data.refresh import RefreshingSampler, RefreshMonitor, live_parts
 from neat.data.sampler import BatchSampler
 from neat.data.sources import build_data_source
+from neat.data.synthetic_math.prompts import ProblemBatches
 from neat.errors import ConfigError
 from neat.interfaces import (
     IBatchSource,
     IDataSource,
     IEvaluator,
     IMonitor,
+    IObjective,
     IOptimizerFactory,
     ITokenizer,
 )
@@ -39,7 +41,7 @@ from neat.interfaces.contexts import (
     OptimizerContext,
     TokenizerContext,
 )
-from neat.models.adapters.apply import apply_finetune
+from neat.models.adapters.apply import adapters_disabled, apply_finetune, has_adapters
 from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
@@ -55,6 +57,8 @@ from neat.training.distributed import (
     unwrap_model,
     wrap_model,
 )
+from neat.training.objectives import NextTokenLoss
+from neat.training.reinforce import Reinforce
 from neat.training.run_dir import write_run_files
 
 log = structlog.get_logger(__name__)
@@ -129,10 +133,22 @@ def make_train_batches(
     tokenizer: ITokenizer,
     device: torch.device,
     dist: DistInfo = SINGLE,
+    finetune: FinetuneConfig | None = None,
 ) -> IBatchSource:
     """This rank's rows of each global batch; a sampler that takes the source's changes at
-    epoch ends when the source refreshes during training."""
+    epoch ends when the source refreshes during training; the problems as prompts for
+    `finetune.objective: reinforce` (validated to have one synthetic_math source)."""
     check_batch_divides(training.batch_size, dist)
+    if finetune is not None and finetune.objective == "reinforce":
+        return ProblemBatches(
+            data.sources[0],  # type: ignore[arg-type]  # the validator checked its type
+            tokenizer,
+            batch_size=training.batch_size,
+            seed=training.seed,
+            device=device,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
 
     def sampler(prepared: TokenData) -> BatchSampler:
         return BatchSampler(
@@ -205,6 +221,43 @@ def make_model(
     if finetune is not None:  # after init_from: svf decomposes the trained weights
         apply_finetune(module, finetune)
     return module
+
+
+def make_objective(
+    finetune: FinetuneConfig,
+    parallel_model: nn.Module,
+    tokenizer: ITokenizer,
+    block_size: int,
+    device: torch.device,
+) -> IObjective:
+    """The next-token loss, or reinforce with the base as KL reference: the same weights
+    with the adapters off (lora, svf), or a frozen copy taken now (full)."""
+    if finetune.objective == "sft":
+        return NextTokenLoss()
+    policy = unwrap_model(parallel_model)  # on its device; sampling needs no DDP wrapper
+    if has_adapters(policy):
+
+        def reference(x: torch.Tensor) -> torch.Tensor:
+            with adapters_disabled(policy):
+                logits: torch.Tensor = policy(x)["logits"]
+            return logits
+    else:
+        import copy
+
+        frozen = copy.deepcopy(policy).requires_grad_(False)
+
+        def reference(x: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = frozen(x)["logits"]
+            return logits
+
+    return Reinforce(
+        policy=policy,
+        reference=reference,
+        tokenizer=tokenizer,
+        cfg=finetune.reinforce,
+        block_size=block_size,
+        device=device,
+    )
 
 
 def make_parallel_model(

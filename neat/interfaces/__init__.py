@@ -31,6 +31,7 @@ __all__ = [
     "IMixtureSource",
     "IModel",
     "IMonitor",
+    "IObjective",
     "IOptimizerFactory",
     "IReadReport",
     "ITokenizer",
@@ -164,6 +165,17 @@ class ITrainer(Protocol):
     def restore(self) -> TrainState: ...
 
     def fit(self) -> TrainState: ...
+
+
+@runtime_checkable
+class IObjective(Protocol):
+    """What one training step minimises on a batch: the next-token loss, or a reward on
+    sampled answers. `metrics` returns its own figures since the last call (host floats, e.g.
+    the mean reward), logged beside the loss."""
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor: ...
+
+    def metrics(self) -> dict[str, float]: ...
 
 
 @runtime_checkable

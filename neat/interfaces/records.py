@@ -20,10 +20,15 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Token ids of shape (batch, seq) and next-token targets of the same shape."""
+    """Token ids of shape (batch, seq) and next-token targets of the same shape.
+
+    A batch of prompts (for an objective that samples answers, e.g. reinforce) sets
+    `prompt_lengths` (batch,): `input_ids` then holds the prompts right-padded, and `targets`
+    the reference answers right-padded with -100, each row's width its own."""
 
     input_ids: torch.Tensor
     targets: torch.Tensor
+    prompt_lengths: torch.Tensor | None = None
 
 
 @dataclass(slots=True)

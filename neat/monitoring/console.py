@@ -154,6 +154,7 @@ def format_train(event: TrainMetrics, max_steps: int | None, eta_s: float | None
     parts.append(f"{format_rate(event.tokens_per_s)} tok/s")
     if event.mfu is not None:
         parts.append(f"mfu {event.mfu * 100:.1f}%")  # mfu is a fraction of peak
+    parts += [f"{name} {value:.4g}" for name, value in event.extra.items()]
     if eta_s is not None:
         parts.append(f"eta {format_duration(eta_s)}")
     return " | ".join(parts)

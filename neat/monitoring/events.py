@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class TrainMetrics:
     grad_norm: float | None
     mfu: float | None
     elapsed_s: float
+    extra: dict[str, float] = field(default_factory=dict)  # the objective's (e.g. reward)
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,6 +182,7 @@ def metrics_record(event: object) -> dict[str, Any] | None:
                 "grad_norm": event.grad_norm,
                 "mfu": event.mfu,
                 "elapsed_s": event.elapsed_s,
+                **event.extra,
             }
         case EvalCompleted():
             record: dict[str, Any] = {"event": "eval", "step": event.step}

@@ -24,6 +24,7 @@ from neat.interfaces import (
     IEvaluator,
     IMeasuredModel,
     IMonitor,
+    IObjective,
     TrainState,
 )
 from neat.monitoring.bus import EventBus
@@ -50,6 +51,7 @@ from neat.training.distributed import (
     set_grad_sync,
     state_for_this_rank,
 )
+from neat.training.objectives import NextTokenLoss
 from neat.training.run_dir import run_dir_lock
 from neat.training.seeding import seed_everything
 
@@ -122,8 +124,10 @@ class Trainer:
         device: torch.device,
         dist: DistInfo = SINGLE,
         parallel_model: nn.Module | None = None,
+        objective: IObjective | None = None,
     ) -> None:
         self.model = model
+        self.objective: IObjective = objective if objective is not None else NextTokenLoss()
         self.parallel_model = parallel_model if parallel_model is not None else model
         self.optimizer = optimizer
         self.lr_at = lr_at
@@ -287,10 +291,11 @@ class Trainer:
             set_grad_sync(self.parallel_model, micro == accum - 1)
             batch = self.batches.next_batch()
             with autocast(self.options.precision, self.device):
-                loss = model(batch.input_ids, batch.targets)["loss"]
+                loss = self.objective.loss(model, batch)
             if accum > 1:
                 loss = loss / accum
-            (scaler.scale(loss) if scaler is not None else loss).backward()
+            scaled = scaler.scale(loss) if scaler is not None else loss
+            torch.autograd.backward(scaled)
             loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
         assert loss_sum is not None  # accum >= 1
         grad_norm = None
@@ -337,6 +342,7 @@ class Trainer:
                 grad_norm=_scalar(grad_norm) if grad_norm is not None else None,
                 mfu=mfu,
                 elapsed_s=time.perf_counter() - started,
+                extra=self.objective.metrics(),
             )
         )
 

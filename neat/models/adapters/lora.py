@@ -70,6 +70,7 @@ class LoRALinear(nn.Module):
         # A's scale tied to fan-in); B = 0 makes the initial update exactly zero.
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.enabled = True  # False: the base layer alone (`adapters_disabled`)
 
     @property
     def in_features(self) -> int:
@@ -98,6 +99,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.base(x)
+        if not self.enabled:
+            return out
         h = self.dropout(x)
         a: torch.Tensor = self.lora_a
         b: torch.Tensor = self.lora_b

@@ -73,6 +73,7 @@ class SVFLinear(nn.Module):
         self.register_buffer("svd_s", s.to(weight.dtype).contiguous())
         self.register_buffer("svd_v", vh.mT.to(weight.dtype).contiguous())
         self.z = nn.Parameter(torch.ones(s.shape[0], dtype=weight.dtype, device=weight.device))
+        self.enabled = True  # False: the base layer alone (`adapters_disabled`)
 
     @property
     def weight(self) -> Tensor:
@@ -100,6 +101,8 @@ class SVFLinear(nn.Module):
         return self.base.weight + delta
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.enabled:
+            return F.linear(x, self.base.weight, self.base.bias)
         return F.linear(x, self.effective_weight(), self.base.bias)
 
     def set_z(self, z: Tensor) -> None:
