@@ -81,7 +81,7 @@ TASK_LEVELS: dict[str, tuple[int, ...]] = {
     "linear": (5,),
     "multi": (4,),
 }
-METHODS = ("full", "lora", "svf")
+METHODS = ("full", "lora", "svf", "svf-rl")  # svf-rl: z trained by reinforce, not sft
 SPLITS = ("id", "heldout", "ood")
 
 
@@ -98,10 +98,13 @@ def yaml_list(values: list[Any]) -> str:
 
 
 def common_sets(args: argparse.Namespace) -> list[str]:
-    """Overrides every run shares."""
+    """Overrides every run shares (and every `neat eval`: the model is built from them)."""
     return [
+        *args.model_sets,
         f"evaluation.num_problems={args.num_problems}",
         f"training.batch_size={args.batch_size}",
+        f"training.device={args.device}",
+        f"training.precision={args.precision}",
     ]
 
 
@@ -138,10 +141,15 @@ def task_sets(args: argparse.Namespace, task: str, tasks: list[str]) -> list[str
 
 
 def tune_sets(args: argparse.Namespace, method: str, base_run: Path) -> list[str]:
-    lr = {"full": args.lr_full, "lora": args.lr_lora, "svf": args.lr_svf}[method]
+    lr = {"full": args.lr_full, "lora": args.lr_lora, "svf": args.lr_svf, "svf-rl": args.lr_svf_rl}[
+        method
+    ]
+    objective = "reinforce" if method.endswith("-rl") else "sft"
     return [
         f"model.init_from={base_run}",
-        f"finetune.method={method}",
+        f"finetune.method={method.removesuffix('-rl')}",
+        f"finetune.objective={objective}",
+        f"finetune.reinforce.kl_coef={args.kl_coef}",
         f"finetune.targets={args.targets}",
         f"finetune.lora={{rank: {args.lora_rank}, alpha: {args.lora_alpha}, dropout: 0.0}}",
         f"training.max_steps={args.tune_steps}",
@@ -283,7 +291,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     env = subprocess_env(args.threads)
     tasks: list[str] = args.tasks
     results = out / "results.jsonl"
-    results.write_text("")
+    if not args.reuse_base:
+        results.write_text("")
     rows: list[dict[str, Any]] = []
 
     def record(r: dict[str, Any]) -> None:
@@ -294,10 +303,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"[{r['task']:>6} {r['method']:>4}] {accs} ({r['seconds']:.0f}s)", flush=True)
 
     base_run = out / "base"
-    print(f"training the base on {tasks} for {args.base_steps} steps -> {base_run}", flush=True)
-    base_seconds = train(base_run, base_sets(args, tasks), env)
+    if args.reuse_base and (base_run / "checkpoints").is_dir():
+        print(f"reusing the base at {base_run}", flush=True)
+        base_seconds = 0.0
+    else:
+        print(f"training the base on {tasks} for {args.base_steps} steps -> {base_run}", flush=True)
+        base_seconds = train(base_run, base_sets(args, tasks), env)
     base_params = trainable_params(base_run)
-    for task in tasks:
+    for task in args.tune_tasks or tasks:
         data = task_sets(args, task, tasks)
         t0 = time.perf_counter()
         metrics = evaluate(base_run, data, env)
@@ -329,6 +342,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-full", type=float, default=5e-4)
     p.add_argument("--lr-lora", type=float, default=2e-3)
     p.add_argument("--lr-svf", type=float, default=1e-2)
+    p.add_argument("--lr-svf-rl", type=float, default=2e-3, help="svf-rl (the paper: Adam 2e-3)")
+    p.add_argument("--kl-coef", type=float, default=0.1, help="finetune.reinforce.kl_coef")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--lora-alpha", type=float, default=16)
     p.add_argument("--targets", default="[blocks.*]", help="finetune.targets (YAML list)")
@@ -336,6 +351,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-train", type=int, default=50_000, help="problems per source")
     p.add_argument("--num-problems", type=int, default=200, help="eval problems per split")
     p.add_argument("--threads", type=int, default=1, help="OMP/torch threads per subprocess")
+    p.add_argument("--device", default="cpu", help="training.device of every run (cuda: a GPU)")
+    p.add_argument("--precision", default="fp32", help="training.precision of every run")
+    p.add_argument(
+        "--model",
+        dest="model_sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model override for base and tuned runs alike, e.g. model.n_embd=256",
+    )
+    p.add_argument(
+        "--reuse-base", action="store_true", help="keep <out>/base when it holds a checkpoint"
+    )
+    p.add_argument(
+        "--tune-tasks", nargs="+", default=None, help="tune only these (default: all --tasks)"
+    )
     p.add_argument("--quick", action="store_true", help="a tiny smoke setting (a few steps)")
     args = p.parse_args(argv)
     if args.quick:
