@@ -4,7 +4,9 @@ Transformer² (Sun, Cetin & Tang 2025) keeps one z-vector per task and mixes the
 each expert here is a normal `neat train` run (`finetune.method: svf`, the base as
 `model.init_from`, the data narrowed to one operation), and its z-vectors are written to
 `<task>.safetensors` with the base's fingerprint, so they are refused on any other base.
-`manifest.json` lists the experts, their runs and final metrics.
+`manifest.json` lists the experts, their runs and final metrics, and the classification
+expert (`classifier.safetensors`, trained unless `classifier_steps` is 0): the z that makes
+the base name a question's task, for `neat eval/generate --adapt classifier` (`neat.dispatch`).
 """
 
 from __future__ import annotations
@@ -16,22 +18,32 @@ import structlog
 from dependency_injector import providers
 from rich.console import Console
 
-from neat.config import validate_config
+from neat.config import ExperimentConfig, validate_config
 from neat.config.finetune import DEFAULT_TARGETS
 from neat.data import load_tokenizer
-from neat.data.synthetic_math import FORMAT_NAMES, LEVEL_OPERATIONS, OPERATIONS
+from neat.data.synthetic_math import (
+    FORMAT_NAMES,
+    LEVEL_OPERATIONS,
+    OPERATIONS,
+    SyntheticMathSourceConfig,
+    labelled_problems,
+)
+from neat.dispatch import CLASSIFIER_FILE, MANIFEST, train_classifier
 from neat.errors import ConfigError
 from neat.files import write_json_atomic
-from neat.models.adapters.svf import base_fingerprint, save_expert, svf_z
+from neat.models.adapters.svf import apply_svf, base_fingerprint, save_expert, svf_z
+from neat.models.load import load_trained_model
+from neat.optimization.precision import resolve_precision
 from neat.persistence import read_checkpoint_meta, resolve_checkpoint
 from neat.persistence.files import check_out_free
 from neat.persistence.manifest import TOKENIZER_FILE
+from neat.training.device import resolve_device
 
-__all__ = ["MANIFEST", "build_experts", "task_config"]
+__all__ = ["CLASSIFIER_QUESTIONS", "MANIFEST", "build_experts", "task_config"]
 
 log = structlog.get_logger(__name__)
 
-MANIFEST = "manifest.json"
+CLASSIFIER_QUESTIONS = 256  # training questions per task for the classification expert
 
 
 def task_config(
@@ -92,8 +104,10 @@ def build_experts(
     lr: float,
     targets: list[str] | None = None,
     console: Console | None = None,
+    classifier_steps: int = 200,
 ) -> Path:
-    """Train and write one expert per task into `out`; returns the manifest's path."""
+    """Train and write one expert per task into `out`, then (`classifier_steps` > 0) the
+    classification expert; returns the manifest's path."""
     from neat.di import build_container
 
     path = resolve_checkpoint(checkpoint)
@@ -124,5 +138,49 @@ def build_experts(
         log.info("expert_written", task=task, file=str(file))
     manifest: dict[str, Any] = {"base": str(path), "fingerprint": fingerprint}
     manifest.update(targets=targets, experts=experts)
+    if classifier_steps > 0:
+        manifest["classifier"] = _build_classifier(
+            path, configs, targets, out, fingerprint, steps=classifier_steps, lr=lr
+        )
     write_json_atomic(out / MANIFEST, manifest)
     return out / MANIFEST
+
+
+def _build_classifier(
+    checkpoint: Path,
+    configs: dict[str, ExperimentConfig],
+    targets: list[str],
+    out: Path,
+    fingerprint: str,
+    *,
+    steps: int,
+    lr: float,
+) -> dict[str, Any]:
+    """Train the classification expert on questions of each task's own narrowed training
+    distribution (the data its expert saw) and write `classifier.safetensors`; returns its
+    manifest entry, with the dispatch prompt it was trained on."""
+    base = next(iter(configs.values()))
+    device = resolve_device(base.training.device)
+    model, tokenizer, _ = load_trained_model(checkpoint, device)
+    apply_svf(model, targets=targets)
+    questions: dict[str, list[str]] = {}
+    for task, config in configs.items():
+        source = config.data.sources[0]
+        assert isinstance(source, SyntheticMathSourceConfig)  # task_config checked it
+        drawn = labelled_problems(source, "train", CLASSIFIER_QUESTIONS)
+        questions[task] = [problem.question for problem, _ in drawn]
+    zs, prompt, loss = train_classifier(
+        model,
+        tokenizer,
+        questions,
+        steps=steps,
+        lr=lr,
+        batch_size=base.training.batch_size,
+        block_size=base.model.block_size,
+        seed=base.training.seed,
+        precision=resolve_precision(base.training.precision, device),
+    )
+    file = out / CLASSIFIER_FILE
+    save_expert(file, zs, fingerprint=fingerprint, task="classifier")
+    log.info("classifier_written", file=str(file), loss=loss)
+    return {"file": file.name, "steps": steps, "loss": loss, **prompt.as_json()}

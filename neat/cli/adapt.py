@@ -34,6 +34,19 @@ def adapt() -> None:
 @click.option(
     "--target", "targets", multiple=True, help="Module-name pattern to adapt (repeatable)."
 )
+@click.option(
+    "--classifier/--no-classifier",
+    default=True,
+    show_default=True,
+    help="Also train the classification expert (for --adapt classifier in eval/generate).",
+)
+@click.option(
+    "--classifier-steps",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Adam steps on the classifier's z (batches of the base's training.batch_size).",
+)
 @click.pass_context
 @user_errors
 def adapt_experts(
@@ -44,9 +57,15 @@ def adapt_experts(
     steps: int,
     lr: float,
     targets: tuple[str, ...],
+    classifier: bool,
+    classifier_steps: int,
 ) -> None:
     """Train one SVF expert per task from the base at --checkpoint and write OUT/<task>.safetensors
-    (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json."""
+    (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json.
+
+    With --classifier (the default) it then trains OUT/classifier.safetensors: a z that makes
+    the base complete "<question>\\ntask: " with the task's name, on questions of each task's
+    training distribution, for `neat eval/generate --experts OUT --adapt classifier`."""
     from neat.experts import build_experts
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -60,5 +79,7 @@ def adapt_experts(
         lr=lr,
         targets=list(targets) or None,
         console=ctx.obj["console"],
+        classifier_steps=classifier_steps if classifier else 0,
     )
-    click.echo(f"wrote {len(names)} expert(s) and {manifest}")
+    extra = " and a classifier" if classifier else ""
+    click.echo(f"wrote {len(names)} expert(s){extra} and {manifest}")

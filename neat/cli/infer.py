@@ -14,6 +14,33 @@ import click
 from neat.cli.common import config_options, user_errors
 from neat.evaluation.generation import MAX_NEW_TOKENS, MAX_SEED
 
+# neat.dispatch.STRATEGIES (not imported here: the CLI loads torch only when a command runs)
+ADAPT_CHOICES = ("none", "oracle", "prompt", "classifier", "cem")
+DEFAULT_ADAPT = "prompt"  # with --experts alone: the paper's deployable default, no labels read
+
+
+def _experts_option(command: str) -> Any:
+    return click.option(
+        "--experts",
+        "experts",
+        default=None,
+        type=click.Path(path_type=Path),
+        help="An experts folder from `neat adapt experts` for this base: two-pass inference "
+        f"with --adapt ({command}).",
+    )
+
+
+def _adapt_choice(experts: Path | None, adapt: str | None) -> str | None:
+    """--adapt without --experts is a usage error; --experts alone means --adapt prompt."""
+    if adapt is not None and experts is None:
+        raise click.UsageError(
+            f"--adapt {adapt} chooses among SVF experts; pass --experts DIR (a folder written "
+            "by `neat adapt experts`), or leave --adapt out"
+        )
+    if experts is None:
+        return None
+    return adapt or DEFAULT_ADAPT
+
 
 @click.command(name="eval")
 @config_options
@@ -25,6 +52,30 @@ from neat.evaluation.generation import MAX_NEW_TOKENS, MAX_SEED
     help="A run directory (its latest complete checkpoint) or a checkpoint directory.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@_experts_option("none | oracle | prompt | classifier | cem")
+@click.option(
+    "--adapt",
+    type=click.Choice(ADAPT_CHOICES),
+    default=None,
+    help=f"Pass 1 with --experts (default {DEFAULT_ADAPT}): base weights, the true task's "
+    "expert, the model's own answer to a dispatch prompt, the classification expert, or a CEM "
+    "mixture fitted on --shots training examples.",
+)
+@click.option(
+    "--shots",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Few-shot training examples CEM scores mixtures on (--adapt cem).",
+)
+@click.option("--cem-iterations", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--cem-population",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Mixtures scored per CEM iteration (the best quarter refits the next).",
+)
 @click.pass_context
 @user_errors
 def evaluate(
@@ -33,23 +84,54 @@ def evaluate(
     overrides: tuple[str, ...],
     checkpoint: Path,
     as_json: bool,
+    experts: Path | None,
+    adapt: str | None,
+    shots: int,
+    cem_iterations: int,
+    cem_population: int,
 ) -> None:
     """Validation loss, perplexity and bits per byte of a checkpoint.
 
     A model with memory (titans) reads longer windows piece by piece with
     --set evaluation.stream=true (window: evaluation.stream_length, default 4 x block_size).
+
+    With --experts DIR (and an exact_match evaluation of synthetic math), two-pass inference:
+    pass 1 picks each problem's expert (--adapt), pass 2 answers with it; the metrics add
+    task_acc_<op>, dispatch_acc (and dispatch_acc_<op>), or cem_weights and cem_score.
     """
     from neat.config import load_config
-    from neat.inference import evaluate_checkpoint
 
+    strategy = _adapt_choice(experts, adapt)
     config = load_config(config_path, overrides)
-    metrics = evaluate_checkpoint(config, checkpoint, console=ctx.obj["console"])
+    if experts is not None and strategy is not None:
+        from neat.dispatch import evaluate_with_experts
+
+        metrics = evaluate_with_experts(
+            config,
+            checkpoint,
+            experts,
+            strategy,  # type: ignore[arg-type]
+            shots=shots,
+            cem_iterations=cem_iterations,
+            cem_population=cem_population,
+        )
+    else:
+        from neat.inference import evaluate_checkpoint
+
+        metrics = evaluate_checkpoint(config, checkpoint, console=ctx.obj["console"])
     if as_json:
         click.echo(json.dumps(metrics))
     else:
         for key, value in metrics.items():
-            shown = f"{value:.4f}" if isinstance(value, float) else value
-            click.echo(f"{key:>10}: {shown}")
+            click.echo(f"{key:>10}: {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items())
+    return str(value)
 
 
 class _FiniteFloat(click.ParamType[float]):
@@ -159,6 +241,21 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="Process the whole history segment by segment, the model's memory carrying it: "
     "unbounded context at the cost of one segment per token (titans only).",
 )
+@_experts_option("none | prompt | classifier | cem")
+@click.option(
+    "--adapt",
+    type=click.Choice([c for c in ADAPT_CHOICES if c != "oracle"]),
+    default=None,
+    help=f"Pass 1 with --experts (default {DEFAULT_ADAPT}): base weights, the model's own "
+    "answer to a dispatch prompt, the classification expert, or a CEM mixture fitted on "
+    "--examples.",
+)
+@click.option(
+    "--examples",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help='Few-shot examples for --adapt cem: JSON lines {"question": ..., "answer": ...}.',
+)
 @user_errors
 def generate(
     checkpoint: Path,
@@ -170,21 +267,48 @@ def generate(
     seed: int,
     device: str,
     stream: bool,
+    experts: Path | None,
+    adapt: str | None,
+    examples: Path | None,
 ) -> None:
-    """Sample a continuation of PROMPT from a trained model, printed as it is produced."""
-    from neat.inference import stream_text
+    """Sample a continuation of PROMPT from a trained model, printed as it is produced.
 
-    pieces = stream_text(
-        checkpoint,
-        prompt,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        device=device,
-        stream=stream,
-    )
+    With --experts DIR, pass 1 picks the expert for PROMPT (--adapt; printed to stderr as
+    "expert: NAME") and pass 2 samples with its z.
+    """
+    strategy = _adapt_choice(experts, adapt)
+    if strategy == "cem" and examples is None:
+        raise click.UsageError(
+            "--adapt cem fits mixing weights on labelled examples; pass --examples FILE.jsonl "
+            '(lines {"question": "3+4=", "answer": "7"}), or use --adapt prompt or classifier'
+        )
+    if examples is not None and strategy != "cem":
+        raise click.UsageError("--examples is for --adapt cem; pass --adapt cem or drop it")
+    sampling: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "seed": seed,
+        "device": device,
+        "stream": stream,
+    }
+    if experts is not None and strategy is not None:
+        from neat.dispatch import stream_with_experts
+
+        pieces = stream_with_experts(
+            checkpoint,
+            experts,
+            strategy,  # type: ignore[arg-type]
+            prompt,
+            examples=examples,
+            on_choice=lambda name: click.echo(f"expert: {name}", err=True),
+            **sampling,
+        )
+    else:
+        from neat.inference import stream_text
+
+        pieces = stream_text(checkpoint, prompt, **sampling)
     try:
         for piece in pieces:
             click.echo(piece, nl=False)  # click.echo flushes

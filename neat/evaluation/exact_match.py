@@ -4,7 +4,7 @@ of it, and out of it."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ class ExactMatchEvaluatorConfig(EvaluatorConfig):
 
 
 IGNORE = -100
+Losses = dict[str, tuple[float, int]]  # name -> (summed nats, token count)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,40 @@ def _newline_ids(tokenizer: ITokenizer) -> set[int]:
     return found
 
 
-def _try_encode(tokenizer: ITokenizer, text: str) -> list[int] | None:
+def try_encode(tokenizer: ITokenizer, text: str) -> list[int] | None:
+    """`text`'s ids, or None when the tokenizer cannot encode it."""
     try:
         return tokenizer.encode(text)
     except (NeatError, ValueError, KeyError):  # e.g. a character the char vocab never saw
         return None
+
+
+def prompt_separator(tokenizer: ITokenizer) -> list[int]:
+    """What starts every prompt: the end-of-text token, else a newline, as in the training
+    stream (a question there follows the previous document's end)."""
+    eot = tokenizer.eot_id
+    return [eot] if eot is not None else (try_encode(tokenizer, "\n") or [])
+
+
+def teacher_forced_batch(
+    pairs: Sequence[tuple[list[int], list[int]]], block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets for (prompt, continuation) pairs: the targets are the
+    continuation's tokens (IGNORE elsewhere), each row cut to its last `block_size` tokens and
+    right padded, which is exact for a causal model."""
+    rows, targets = [], []
+    for prompt, continuation in pairs:
+        seq = prompt + continuation
+        inputs, labels = seq[:-1], [IGNORE] * (len(prompt) - 1) + continuation
+        rows.append(inputs[-block_size:])
+        targets.append(labels[-block_size:])
+    width = max(len(r) for r in rows)
+    x = torch.zeros(len(rows), width, dtype=torch.long)
+    y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, (r, t) in enumerate(zip(rows, targets, strict=True)):
+        x[i, : len(r)] = torch.tensor(r)
+        y[i, : len(t)] = torch.tensor(t)
+    return x, y
 
 
 class ExactMatchEvaluator:
@@ -127,13 +157,12 @@ class ExactMatchEvaluator:
         self.block_size = block_size
         self.precision = precision
         self.batch_size = batch_size
-        eot = tokenizer.eot_id
-        separator = [eot] if eot is not None else (_try_encode(tokenizer, "\n") or [])
+        separator = prompt_separator(tokenizer)
         self.encoded: list[_Encoded] = []
         self.unencodable: list[MathProblem] = []
         for problem in self.problems:
-            question = _try_encode(tokenizer, problem.question)
-            answer = _try_encode(tokenizer, problem.answer + "\n")
+            question = try_encode(tokenizer, problem.question)
+            answer = try_encode(tokenizer, problem.answer + "\n")
             if question is None or answer is None:
                 self.unencodable.append(problem)
             else:
@@ -189,18 +218,7 @@ class ExactMatchEvaluator:
         total, count = 0.0, 0
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            rows, targets = [], []
-            for item in chunk:
-                seq = item.prompt + item.answer
-                inputs, labels = seq[:-1], [IGNORE] * (len(item.prompt) - 1) + item.answer
-                rows.append(inputs[-self.block_size :])
-                targets.append(labels[-self.block_size :])
-            width = max(len(r) for r in rows)
-            x = torch.zeros(len(rows), width, dtype=torch.long)
-            y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-            for i, (r, t) in enumerate(zip(rows, targets, strict=True)):
-                x[i, : len(r)] = torch.tensor(r)
-                y[i, : len(t)] = torch.tensor(t)
+            x, y = teacher_forced_batch([(e.prompt, e.answer) for e in chunk], self.block_size)
             x, y = x.to(self.device), y.to(self.device)
             with autocast(self.precision, self.device):
                 logits = model(x)["logits"]
@@ -215,18 +233,40 @@ class ExactMatchEvaluator:
 
     @torch.no_grad()
     def evaluate(self, model: IModel) -> dict[str, float]:
+        return self.tally(*self.run(model))
+
+    @torch.no_grad()
+    def run(
+        self, model: IModel, problems: Collection[MathProblem] | None = None
+    ) -> tuple[list[tuple[MathProblem, bool]], Losses]:
+        """Right or wrong for each problem, and the summed answer nats and token counts
+        (`val_loss`, `ood_loss`), of all problems or of those in `problems` only: two-pass
+        inference scores each group of problems with its own weights, then tallies all
+        results together (`tally`)."""
+        encoded = self.encoded
+        unencodable = self.unencodable
+        if problems is not None:
+            wanted = set(problems)
+            encoded = [e for e in encoded if e.problem in wanted]
+            unencodable = [p for p in unencodable if p in wanted]
         was_training = model.training
         model.train(False)
         try:
-            right = self._score(model)
+            right = [(problem, False) for problem in unencodable] + self._score(model, encoded)
             losses = {
                 name: self._answer_nats(
-                    model, [e for e in self.encoded if e.problem.in_distribution == wanted]
+                    model, [e for e in encoded if e.problem.in_distribution == wanted_split]
                 )
-                for name, wanted in (("val_loss", True), ("ood_loss", False))
+                for name, wanted_split in (("val_loss", True), ("ood_loss", False))
             }
         finally:
             model.train(was_training)
+        return right, losses
+
+    def tally(
+        self, right: Sequence[tuple[MathProblem, bool]], losses: Mapping[str, tuple[float, int]]
+    ) -> dict[str, float]:
+        """The metrics (see the class docstring) of scored problems and their answer nats."""
         # operations per (split, level): a level with several gets per-operation figures too
         mixed: dict[tuple[str, int], set[str]] = defaultdict(set)
         for problem, _ in right:
@@ -245,15 +285,17 @@ class ExactMatchEvaluator:
         for name, (nats, count) in losses.items():
             if count:
                 metrics[name] = nats / count
-        if self.unencodable:
-            metrics["unencodable"] = float(len(self.unencodable))
+        unencodable = set(self.unencodable)
+        missing = sum(1 for problem, _ in right if problem in unencodable)
+        if missing:
+            metrics["unencodable"] = float(missing)
         return metrics
 
-    def _score(self, model: IModel) -> list[tuple[MathProblem, bool]]:
+    def _score(self, model: IModel, items: list[_Encoded]) -> list[tuple[MathProblem, bool]]:
         by_length: dict[int, list[_Encoded]] = defaultdict(list)
-        for item in self.encoded:
+        for item in items:
             by_length[len(item.prompt)].append(item)
-        scored = [(problem, False) for problem in self.unencodable]
+        scored: list[tuple[MathProblem, bool]] = []
         for length in sorted(by_length):
             group = by_length[length]
             for start in range(0, len(group), self.batch_size):
@@ -270,6 +312,25 @@ def build_exact_match_evaluator(
     cfg: ExactMatchEvaluatorConfig, ctx: EvaluatorContext
 ) -> ExactMatchEvaluator:
     """Generation batches are `cfg.batch_size` (the training batch size plays no part)."""
+    return exact_match_evaluator(
+        cfg,
+        ctx.token_data.tokenizer,
+        ctx.device,
+        block_size=ctx.block_size,
+        precision=ctx.precision,
+    )
+
+
+def exact_match_evaluator(
+    cfg: ExactMatchEvaluatorConfig,
+    tokenizer: ITokenizer,
+    device: torch.device,
+    *,
+    block_size: int,
+    precision: str,
+) -> ExactMatchEvaluator:
+    """The evaluator `cfg` describes, without the prepared data: what two-pass inference
+    (`neat.dispatch`) builds beside a checkpoint's own tokenizer."""
     if cfg.source is None:
         raise ConfigError(
             "evaluation.type exact_match needs synthetic math problems: add a source of type "
@@ -278,10 +339,10 @@ def build_exact_match_evaluator(
     labelled = labelled_problems(cfg.source, "test", cfg.num_problems)
     return ExactMatchEvaluator(
         [problem for problem, _ in labelled],
-        ctx.token_data.tokenizer,
-        ctx.device,
-        block_size=ctx.block_size,
-        precision=ctx.precision,
+        tokenizer,
+        device,
+        block_size=block_size,
+        precision=precision,
         batch_size=cfg.batch_size,
         max_new_tokens=cfg.max_new_tokens,
         operations=[operation for _, operation in labelled],

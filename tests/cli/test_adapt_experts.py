@@ -38,26 +38,34 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.fixture
-def math_base(tmp_path: Path) -> Path:
-    config = tmp_path / "base.yaml"
+def train_math_base(root: Path) -> tuple[Path, Path]:
+    """(config, run) of a 6-step MATH_BASE run under `root`."""
+    config = root / "base.yaml"
     config.write_text(MATH_BASE, encoding="utf-8")
-    run = tmp_path / "base"
+    run = root / "base"
     code, _, err = invoke("train", "-c", str(config), "--run-dir", str(run))
     assert code == 0, err
-    return run
+    return config, run
+
+
+@pytest.fixture
+def math_base(tmp_path: Path) -> Path:
+    return train_math_base(tmp_path)[1]
 
 
 def test_one_expert_per_task_tied_to_its_base(math_base: Path, tmp_path: Path) -> None:
     out = tmp_path / "experts"
     code, stdout, err = invoke(
         "adapt", "experts", "--checkpoint", str(math_base), "--tasks", "add,mul",
-        "--out", str(out), "--steps", "3",
+        "--out", str(out), "--steps", "3", "--classifier-steps", "4",
     )  # fmt: skip
     assert code == 0, err
-    assert "2 expert(s)" in stdout
+    assert "2 expert(s) and a classifier" in stdout
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert sorted(manifest["experts"]) == ["add", "mul"]
+    classifier = manifest["classifier"]
+    assert classifier["file"] == "classifier.safetensors" and classifier["steps"] == 4
+    assert sorted(classifier["labels"]) == ["add", "mul"]  # the dispatch prompt it learned
     base, _, _ = load_trained_model(resolve_checkpoint(math_base))
     assert manifest["fingerprint"] == base_fingerprint(base)  # of the base, not the expert
     experts = {t: load_expert(out / e["file"], fingerprint=manifest["fingerprint"])
@@ -70,6 +78,19 @@ def test_one_expert_per_task_tied_to_its_base(math_base: Path, tmp_path: Path) -
     )
     with pytest.raises(ValueError, match="fingerprint"):
         load_expert(out / "add.safetensors", fingerprint="0" * 16)
+    zc = load_expert(out / "classifier.safetensors", fingerprint=manifest["fingerprint"])
+    assert set(zc) == set(experts["add"])  # the same layers as the experts
+
+
+def test_no_classifier_leaves_it_out(math_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "experts"
+    code, _, err = invoke(
+        "adapt", "experts", "--checkpoint", str(math_base), "--tasks", "add",
+        "--out", str(out), "--steps", "2", "--no-classifier",
+    )  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert "classifier" not in manifest and not (out / "classifier.safetensors").exists()
 
 
 def test_a_task_that_is_not_one_is_refused_before_training(math_base: Path, tmp_path: Path) -> None:
