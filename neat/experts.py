@@ -105,6 +105,7 @@ def build_experts(
     targets: list[str] | None = None,
     console: Console | None = None,
     classifier_steps: int = 200,
+    classifier_lr: float = 1e-1,
 ) -> Path:
     """Train and write one expert per task into `out`, then (`classifier_steps` > 0) the
     classification expert; returns the manifest's path."""
@@ -140,7 +141,7 @@ def build_experts(
     manifest.update(targets=targets, experts=experts)
     if classifier_steps > 0:
         manifest["classifier"] = _build_classifier(
-            path, configs, targets, out, fingerprint, steps=classifier_steps, lr=lr
+            path, configs, targets, out, fingerprint, steps=classifier_steps, lr=classifier_lr
         )
     write_json_atomic(out / MANIFEST, manifest)
     return out / MANIFEST
@@ -183,4 +184,4 @@ def _build_classifier(
     file = out / CLASSIFIER_FILE
     save_expert(file, zs, fingerprint=fingerprint, task="classifier")
     log.info("classifier_written", file=str(file), loss=loss)
-    return {"file": file.name, "steps": steps, "loss": loss, **prompt.as_json()}
+    return {"file": file.name, "steps": steps, "lr": lr, "loss": loss, **prompt.as_json()}

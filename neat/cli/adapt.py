@@ -47,6 +47,14 @@ def adapt() -> None:
     type=click.IntRange(min=1),
     help="Adam steps on the classifier's z (batches of the base's training.batch_size).",
 )
+@click.option(
+    "--classifier-lr",
+    default=1e-1,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="The classifier's Adam learning rate: one label token per question is a weak "
+    "signal, and at --lr's 1e-2 a tiny base learned nothing in 200 steps.",
+)
 @click.pass_context
 @user_errors
 def adapt_experts(
@@ -59,6 +67,7 @@ def adapt_experts(
     targets: tuple[str, ...],
     classifier: bool,
     classifier_steps: int,
+    classifier_lr: float,
 ) -> None:
     """Train one SVF expert per task from the base at --checkpoint and write OUT/<task>.safetensors
     (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json.
@@ -80,6 +89,7 @@ def adapt_experts(
         targets=list(targets) or None,
         console=ctx.obj["console"],
         classifier_steps=classifier_steps if classifier else 0,
+        classifier_lr=classifier_lr,
     )
     extra = " and a classifier" if classifier else ""
     click.echo(f"wrote {len(names)} expert(s){extra} and {manifest}")
