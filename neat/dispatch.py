@@ -85,6 +85,7 @@ __all__ = [
     "stream_with_experts",
     "task_nats",
     "train_classifier",
+    "using_z",
 ]
 
 log = structlog.get_logger(__name__)
