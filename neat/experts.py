@@ -47,7 +47,14 @@ CLASSIFIER_QUESTIONS = 256  # training questions per task for the classification
 
 
 def task_config(
-    base: dict[str, Any], checkpoint: Path, task: str, *, steps: int, lr: float, targets: list[str]
+    base: dict[str, Any],
+    checkpoint: Path,
+    task: str,
+    *,
+    steps: int,
+    lr: float,
+    targets: list[str],
+    objective: str = "sft",
 ) -> dict[str, Any]:
     """The base run's config narrowed to `task`, as an SVF run from `checkpoint`."""
     sources = base["data"].get("sources", [])
@@ -72,7 +79,7 @@ def task_config(
         "name": f"expert-{task}",
         "data": {**base["data"], "sources": [source]},
         "model": {**base["model"], "init_from": str(checkpoint)},
-        "finetune": {"method": "svf", "targets": targets},
+        "finetune": {"method": "svf", "targets": targets, "objective": objective},
         "optimization": {
             **base["optimization"],
             "lr": lr,
@@ -106,6 +113,7 @@ def build_experts(
     console: Console | None = None,
     classifier_steps: int = 200,
     classifier_lr: float = 1e-1,
+    objective: str = "sft",
 ) -> Path:
     """Train and write one expert per task into `out`, then (`classifier_steps` > 0) the
     classification expert; returns the manifest's path."""
@@ -116,7 +124,10 @@ def build_experts(
     if not isinstance(base, dict):
         raise ConfigError(f"checkpoint {path} stores no config: its data cannot be narrowed")
     targets = list(targets or DEFAULT_TARGETS)
-    raws = {t: task_config(base, path, t, steps=steps, lr=lr, targets=targets) for t in tasks}
+    raws = {
+        t: task_config(base, path, t, steps=steps, lr=lr, targets=targets, objective=objective)
+        for t in tasks
+    }
     configs = {t: validate_config(raw, source=f"{path} narrowed to {t}") for t, raw in raws.items()}
     check_out_free(out)
     out.mkdir(parents=True)
@@ -138,7 +149,7 @@ def build_experts(
         experts[task]["metrics"] = dict(state.metrics)
         log.info("expert_written", task=task, file=str(file))
     manifest: dict[str, Any] = {"base": str(path), "fingerprint": fingerprint}
-    manifest.update(targets=targets, experts=experts)
+    manifest.update(targets=targets, objective=objective, experts=experts)
     if classifier_steps > 0:
         manifest["classifier"] = _build_classifier(
             path, configs, targets, out, fingerprint, steps=classifier_steps, lr=classifier_lr

@@ -55,6 +55,14 @@ def adapt() -> None:
     help="The classifier's Adam learning rate: one label token per question is a weak "
     "signal, and at --lr's 1e-2 a tiny base learned nothing in 200 steps.",
 )
+@click.option(
+    "--objective",
+    type=click.Choice(["sft", "reinforce"]),
+    default="sft",
+    show_default=True,
+    help="How each z is trained: next-token loss on the task's answers, or reinforce (exact-"
+    "match reward on sampled answers, KL to the base), as Transformer² does.",
+)
 @click.pass_context
 @user_errors
 def adapt_experts(
@@ -68,6 +76,7 @@ def adapt_experts(
     classifier: bool,
     classifier_steps: int,
     classifier_lr: float,
+    objective: str,
 ) -> None:
     """Train one SVF expert per task from the base at --checkpoint and write OUT/<task>.safetensors
     (its z-vectors, tied to the base's fingerprint) and OUT/manifest.json.
@@ -90,6 +99,7 @@ def adapt_experts(
         console=ctx.obj["console"],
         classifier_steps=classifier_steps if classifier else 0,
         classifier_lr=classifier_lr,
+        objective=objective,
     )
     extra = " and a classifier" if classifier else ""
     click.echo(f"wrote {len(names)} expert(s){extra} and {manifest}")

@@ -102,3 +102,16 @@ def test_a_task_that_is_not_one_is_refused_before_training(math_base: Path, tmp_
     assert code != 0
     assert "divide" in err and "linear" in err  # names the value and the choices
     assert not out.exists()
+
+
+def test_experts_trained_by_reinforce_record_it(math_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "experts"
+    code, _, err = invoke(
+        "adapt", "experts", "--checkpoint", str(math_base), "--tasks", "add",
+        "--out", str(out), "--steps", "2", "--no-classifier", "--objective", "reinforce",
+    )  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["objective"] == "reinforce"
+    rows = [json.loads(line) for line in (out / "runs" / "add" / "metrics.jsonl").open()]
+    assert any("reward_acc" in row for row in rows if row["event"] == "train")
