@@ -189,13 +189,20 @@ def train(run_dir: Path, sets: list[str], env: dict[str, str], config: Path = BA
     return time.perf_counter() - start
 
 
-def evaluate(run_dir: Path, sets: list[str], env: dict[str, str]) -> dict[str, float]:
-    """`neat eval --json` of the run's latest checkpoint under the given data overrides."""
-    out = neat("eval", BASE_CONFIG, sets, ["--checkpoint", str(run_dir), "--json"], env)
+def evaluate(
+    run_dir: Path, sets: list[str], env: dict[str, str], extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`neat eval --json` of the run's latest checkpoint under the given data overrides
+    (numbers, and the CEM weights when `extra` asks for --adapt cem)."""
+    out = neat("eval", BASE_CONFIG, sets, ["--checkpoint", str(run_dir), "--json", *extra], env)
     for line in reversed(out.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
-            return {k: v for k, v in json.loads(line).items() if isinstance(v, int | float)}
+            return {
+                k: v
+                for k, v in json.loads(line).items()
+                if isinstance(v, int | float) or k == "cem_weights"
+            }
     raise RuntimeError(f"no JSON metrics in the output of neat eval:\n{out[-2000:]}")
 
 
@@ -243,6 +250,45 @@ def split_accuracies(metrics: dict[str, float]) -> dict[str, float]:
     return acc
 
 
+def build_experts(args: argparse.Namespace, base_run: Path, env: dict[str, str]) -> Path:
+    """`neat adapt experts` for every task (and the classifier), z trained by `--objective`."""
+    experts = args.out / "experts"
+    if experts.exists():
+        shutil.rmtree(experts)
+    cmd = [sys.executable, "-m", "neat", "adapt", "experts", "--checkpoint", str(base_run)]
+    cmd += ["--tasks", ",".join(args.tasks), "--out", str(experts)]
+    cmd += ["--steps", str(args.tune_steps), "--lr", str(args.lr_svf)]
+    cmd += ["--objective", args.expert_objective]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"adapt experts failed: {proc.stderr[-3000:]}")
+    return experts
+
+
+def dispatch_rows(
+    args: argparse.Namespace, base_run: Path, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Per task, accuracy when the task is not told: each --adapt strategy on the task's
+    problems (and the other tasks' as ood), against the base (none) and the oracle."""
+    t0 = time.perf_counter()
+    experts = build_experts(args, base_run, env)
+    print(f"experts built in {time.perf_counter() - t0:.0f}s -> {experts}", flush=True)
+    rows = []
+    for task in args.tasks:
+        data = task_sets(args, task, args.tasks)
+        for strategy in args.strategies:
+            extra = ("--experts", str(experts), "--adapt", strategy, "--shots", str(args.shots))
+            t0 = time.perf_counter()
+            metrics = evaluate(base_run, data, env, extra)
+            r = row(
+                task, f"T2-{strategy}", None, metrics, args.tune_steps, time.perf_counter() - t0
+            )
+            r["dispatch_acc"] = metrics.get("dispatch_acc")
+            r["cem_weights"] = metrics.get("cem_weights")
+            rows.append(r)
+    return rows
+
+
 def row(
     task: str,
     method: str,
@@ -266,7 +312,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     splits = [s for s in ("id", "heldout", "ood") if any(s in r["accuracy"] for r in rows)]
     extra = sorted({s for r in rows for s in r["accuracy"]} - set(splits) - {"all"})
     cols = splits + extra
+    routed = any(r.get("dispatch_acc") is not None for r in rows)
     head = ["task", "method", "trainable", *(f"acc_{c}" for c in cols), "val_loss", "steps", "s"]
+    head += ["dispatch_acc"] if routed else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         accs = [f"{r['accuracy'][c]:.3f}" if c in r["accuracy"] else "-" for c in cols]
@@ -281,6 +329,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             str(r["steps"]),
             f"{r['seconds']:.0f}",
         ]
+        if routed:
+            d = r.get("dispatch_acc")
+            cells.append(f"{d:.3f}" if d is not None else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -324,6 +375,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             if method == "full" and params is None:
                 params = base_params
             record(row(task, method, params, metrics, args.tune_steps, seconds))
+    if args.dispatch:
+        for r in dispatch_rows(args, base_run, env):
+            record(r)
     print()
     print(markdown(rows))
     return rows
@@ -337,7 +391,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tasks", nargs="+", default=["add", "sub", "mul", "linear"], choices=sorted(TASK_LEVELS)
     )
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
+    p.add_argument(
+        "--dispatch", action="store_true", help="then experts per task and two-pass dispatch"
+    )
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["none", "oracle", "prompt", "classifier", "cem"],
+        choices=["none", "oracle", "prompt", "classifier", "cem"],
+    )
+    p.add_argument("--shots", type=int, default=8, help="CEM's few-shot examples")
+    p.add_argument("--expert-objective", default="sft", choices=["sft", "reinforce"])
     p.add_argument("--lr-base", type=float, default=2e-3)
     p.add_argument("--lr-full", type=float, default=5e-4)
     p.add_argument("--lr-lora", type=float, default=2e-3)
