@@ -26,35 +26,44 @@ Run:
     python benchmarks/finetune_math.py --quick                  # smoke run, ~2-3 minutes
     python benchmarks/finetune_math.py --out runs/finetune_math # defaults: 1500 / 300 steps
 
-Measured (2026-12-02, CPU, 1 thread per run on 2 shared cores, ~14 minutes in all):
+Measured (2026-12-02, one H200, bf16, three device calls: the tuning rows, then
+`--reuse-base --methods --dispatch` on the same base):
 
-    python benchmarks/finetune_math.py --base-steps 500 --tune-steps 100 --num-problems 100 \\
-        --threads 1 --out /tmp/fm_real/out
+    python benchmarks/finetune_math.py --out runs/fm --device cuda --precision bf16 \\
+        --threads 4 --model model.n_layer=6 --model model.n_head=8 --model model.n_embd=256 \\
+        --batch-size 64 --base-steps 3000 --tune-steps 300 --num-problems 200 [--dispatch]
 
-(lr: base 2e-3, full 5e-4, lora 2e-3 (rank 8, alpha 16, targets blocks.*), svf 1e-2; batch 32
-x 64 tokens; 100 problems per split.) A 500-step base is far from solving these tasks, so the
-accuracies are near zero and a difference of 0.01 is one problem: this is a check that the
-pipeline measures, not a verdict on the methods; use the defaults (1500 / 300 steps) or more
-for a comparison. `val_loss` is the clearer signal at this scale.
+    | task | method | trainable | acc_id | acc_heldout | acc_ood | val_loss | s |
+    |---|---|---|---|---|---|---|---|
+    | add | base | - | 0.545 | 0.560 | 0.670 | 0.301 | 50 |
+    | add | full | 4,787,712 | 0.950 | 0.925 | 0.335 | 0.068 | 16 |
+    | add | lora | 196,608 | 0.870 | 0.845 | 0.480 | 0.118 | 19 |
+    | add | svf | 6,144 | 0.605 | 0.585 | 0.585 | 0.277 | 17 |
+    | add | svf-rl | 6,144 | 0.580 | 0.600 | 0.685 | 0.287 | 63 |
+    | sub | base | - | 0.575 | 0.580 | 0.665 | 0.362 | 50 |
+    | sub | full | 4,787,712 | 0.935 | 0.905 | 0.165 | 0.089 | 16 |
+    | sub | lora | 196,608 | 0.815 | 0.795 | 0.390 | 0.172 | 15 |
+    | sub | svf | 6,144 | 0.595 | 0.610 | 0.495 | 0.342 | 16 |
+    | sub | svf-rl | 6,144 | 0.610 | 0.585 | 0.660 | 0.328 | 45 |
+    | mul | base | - | 0.140 | 0.205 | 0.650 | 0.700 | 50 |
+    | mul | full | 4,787,712 | 0.470 | 0.455 | 0.340 | 0.350 | 14 |
+    | mul | lora | 196,608 | 0.355 | 0.440 | 0.505 | 0.432 | 18 |
+    | mul | svf | 6,144 | 0.160 | 0.185 | 0.470 | 0.700 | 17 |
+    | mul | svf-rl | 6,144 | 0.145 | 0.225 | 0.655 | 0.655 | 37 |
+    | linear | base | - | 0.930 | 0.940 | 0.535 | 0.069 | 50 |
+    | linear | full | 4,787,712 | 0.985 | 0.970 | 0.420 | 0.030 | 15 |
+    | linear | lora | 196,608 | 0.965 | 0.950 | 0.515 | 0.045 | 17 |
+    | linear | svf | 6,144 | 0.865 | 0.915 | 0.470 | 0.099 | 17 |
+    | linear | svf-rl | 6,144 | 0.950 | 0.975 | 0.525 | 0.036 | 72 |
 
-    | task | method | trainable | acc_id | acc_heldout | acc_ood | val_loss | steps | s |
-    |---|---|---|---|---|---|---|---|---|
-    | add | base | - | 0.000 | 0.000 | 0.030 | 1.596 | 500 | 188 |
-    | add | full | 820,480 | 0.000 | 0.000 | 0.020 | 1.522 | 100 | 44 |
-    | add | lora | 65,536 | 0.000 | 0.000 | 0.010 | 1.538 | 100 | 54 |
-    | add | svf | 2,048 | 0.010 | 0.010 | 0.020 | 1.651 | 100 | 52 |
-    | sub | base | - | 0.020 | 0.020 | 0.030 | 1.741 | 500 | 188 |
-    | sub | full | 820,480 | 0.020 | 0.040 | 0.020 | 1.653 | 100 | 49 |
-    | sub | lora | 65,536 | 0.010 | 0.030 | 0.020 | 1.681 | 100 | 51 |
-    | sub | svf | 2,048 | 0.010 | 0.030 | 0.020 | 1.713 | 100 | 46 |
-    | mul | base | - | 0.000 | 0.000 | 0.030 | 1.861 | 500 | 188 |
-    | mul | full | 820,480 | 0.000 | 0.000 | 0.000 | 1.827 | 100 | 41 |
-    | mul | lora | 65,536 | 0.000 | 0.000 | 0.010 | 1.822 | 100 | 49 |
-    | mul | svf | 2,048 | 0.000 | 0.000 | 0.010 | 1.848 | 100 | 48 |
-    | linear | base | - | 0.100 | 0.010 | 0.010 | 1.231 | 500 | 188 |
-    | linear | full | 820,480 | 0.110 | 0.050 | 0.010 | 1.190 | 100 | 47 |
-    | linear | lora | 65,536 | 0.100 | 0.060 | 0.000 | 1.201 | 100 | 70 |
-    | linear | svf | 2,048 | 0.080 | 0.010 | 0.000 | 1.229 | 100 | 61 |
+Dispatch (SFT experts, 300 steps each; dispatch_acc in brackets): add none 0.545/0.560,
+oracle 0.605/0.585, prompt 0.585/0.565 (0.51), classifier 0.550/0.555 (0.58), cem
+0.605/0.605; sub 0.575/0.580, 0.595/0.610, 0.555/0.545 (0.21), 0.495/0.520 (0.20),
+0.545/0.560; mul 0.140/0.205, 0.160/0.185, 0.105/0.140 (0.12), 0.160/0.185 (0.75),
+0.140/0.195; linear 0.930/0.940, 0.865/0.915, 0.660/0.705 (0.15), 0.655/0.700 (0.18),
+0.860/0.920 (acc_id / acc_heldout). An earlier 6000-step base (add 0.995 already) left
+nothing to tune on add: full 0.995 with ood 0.945 -> 0.655, lora ood 0.935, svf 0.870,
+svf-rl 0.955.
 """
 
 from __future__ import annotations
