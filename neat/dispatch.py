@@ -40,19 +40,17 @@ from torch import Tensor, nn
 
 from neat.config.schema import ExperimentConfig
 from neat.data.synthetic_math import MathProblem, SyntheticMathSourceConfig, labelled_problems
+from neat.data.synthetic_math.prompts import IGNORE, prompt_separator, try_encode
 from neat.errors import CheckpointError, ConfigError, DataError
 from neat.evaluation.exact_match import (
-    IGNORE,
     ExactMatchEvaluator,
     ExactMatchEvaluatorConfig,
     Losses,
     exact_match_evaluator,
-    prompt_separator,
     teacher_forced_batch,
-    try_encode,
 )
 from neat.evaluation.generation import TextStream, check_sampling, iter_tokens
-from neat.inference import _pieces, refuse_non_finite
+from neat.inference import refuse_non_finite, text_pieces
 from neat.interfaces import ITokenizer
 from neat.models.adapters.svf import (
     apply_svf,
@@ -575,7 +573,7 @@ def stream_with_experts(
         model, ids, max_new_tokens, block_size=experts.block_size, generator=generator,
         stream=stream, **sampling,
     )  # fmt: skip
-    return _pieces(TextStream(tokenizer), ids, tokens)
+    return text_pieces(TextStream(tokenizer), ids, tokens)
 
 
 # -- the classification expert ---------------------------------------------------------------------

@@ -133,10 +133,10 @@ def stream_text(
         stream=stream,
         **sampling,
     )
-    return _pieces(TextStream(tokenizer), ids, tokens)
+    return text_pieces(TextStream(tokenizer), ids, tokens)
 
 
-def _pieces(
+def text_pieces(
     stream: TextStream, ids: torch.Tensor, tokens: Iterator[torch.Tensor]
 ) -> Generator[str, None, None]:
     if piece := stream.push(ids[0].tolist()):

@@ -15,8 +15,15 @@ from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from neat.config import EvaluatorConfig, register_component
 from neat.data.synthetic_math import MathProblem, SyntheticMathSourceConfig, labelled_problems
+from neat.data.synthetic_math.prompts import (
+    IGNORE,
+    is_exact_answer,
+    newline_ids,
+    prompt_separator,
+    try_encode,
+)
 from neat.data.synthetic_math.spec import CONTEXT_KEY
-from neat.errors import ConfigError, NeatError
+from neat.errors import ConfigError
 from neat.interfaces import IModel, ITokenizer
 from neat.interfaces.contexts import EvaluatorContext
 from neat.optimization.precision import autocast
@@ -57,7 +64,6 @@ class ExactMatchEvaluatorConfig(EvaluatorConfig):
         return raw
 
 
-IGNORE = -100
 Losses = dict[str, tuple[float, int]]  # name -> (summed nats, token count)
 
 
@@ -66,33 +72,6 @@ class _Encoded:
     problem: MathProblem
     prompt: list[int]  # separator + question
     answer: list[int]  # answer + newline
-
-
-def _newline_ids(tokenizer: ITokenizer) -> set[int]:
-    """Ids whose text contains a newline: generating one ends the answer."""
-    found = set()
-    for i in range(tokenizer.vocab_size):
-        try:
-            if "\n" in tokenizer.decode([i]):
-                found.add(i)
-        except (ValueError, KeyError, IndexError):
-            continue
-    return found
-
-
-def try_encode(tokenizer: ITokenizer, text: str) -> list[int] | None:
-    """`text`'s ids, or None when the tokenizer cannot encode it."""
-    try:
-        return tokenizer.encode(text)
-    except (NeatError, ValueError, KeyError):  # e.g. a character the char vocab never saw
-        return None
-
-
-def prompt_separator(tokenizer: ITokenizer) -> list[int]:
-    """What starts every prompt: the end-of-text token, else a newline, as in the training
-    stream (a question there follows the previous document's end)."""
-    eot = tokenizer.eot_id
-    return [eot] if eot is not None else (try_encode(tokenizer, "\n") or [])
 
 
 def teacher_forced_batch(
@@ -177,7 +156,7 @@ class ExactMatchEvaluator:
             )
         longest = max((len(e.answer) for e in self.encoded), default=1)
         self.max_new_tokens = max_new_tokens or longest + 1
-        self.newline_ids = _newline_ids(tokenizer)
+        self.newline_ids = newline_ids(tokenizer)
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -202,14 +181,6 @@ class ExactMatchEvaluator:
             end = next((i for i, t in enumerate(row) if t in self.newline_ids), len(row) - 1)
             out.append(row[: end + 1])
         return out
-
-    def _is_right(self, generated: list[int], answer: str) -> bool:
-        try:
-            text = self.tokenizer.decode(generated)
-        except (ValueError, KeyError, IndexError):
-            return False
-        head, newline, _ = text.partition("\n")
-        return bool(newline) and head == answer
 
     # -- teacher-forced loss on the answers --------------------------------------------------------
 
@@ -302,7 +273,7 @@ class ExactMatchEvaluator:
                 chunk = group[start : start + self.batch_size]
                 outputs = self._generate(model, [item.prompt for item in chunk])
                 scored += [
-                    (item.problem, self._is_right(out, item.problem.answer))
+                    (item.problem, is_exact_answer(self.tokenizer, out, item.problem.answer))
                     for item, out in zip(chunk, outputs, strict=True)
                 ]
         return scored

@@ -1,4 +1,5 @@
-"""Training problems as prompts, for objectives that sample the answers (reinforce).
+"""Training problems as prompts, for objectives that sample the answers (reinforce), and
+the prompt and answer conventions that exact-match scoring shares with them.
 
 The problems are the source's training documents (the same `num_train`, none held out), in a
 shuffled order that is a pure function of (seed, epoch): the position is two integers, so a
@@ -14,20 +15,34 @@ import torch
 
 from neat.data.synthetic_math.generate import train_problem
 from neat.data.synthetic_math.spec import SyntheticMathSourceConfig
-from neat.errors import DataError
+from neat.errors import DataError, NeatError
 from neat.interfaces import Batch, ITokenizer
 
-__all__ = ["IGNORE", "ProblemBatches", "is_exact_answer", "newline_ids", "prompt_separator"]
+__all__ = [
+    "IGNORE",
+    "ProblemBatches",
+    "is_exact_answer",
+    "newline_ids",
+    "prompt_separator",
+    "try_encode",
+]
 
 IGNORE = -100
 
 
+def try_encode(tokenizer: ITokenizer, text: str) -> list[int] | None:
+    """`text`'s ids, or None when the tokenizer cannot encode it."""
+    try:
+        return tokenizer.encode(text)
+    except (NeatError, ValueError, KeyError):  # e.g. a character the char vocab never saw
+        return None
+
+
 def prompt_separator(tokenizer: ITokenizer) -> list[int]:
-    """What precedes a question, as in the training stream: the end-of-text token between
-    documents, else a newline (the previous document's end)."""
-    if tokenizer.eot_id is not None:
-        return [tokenizer.eot_id]
-    return tokenizer.encode("\n")
+    """What starts every prompt: the end-of-text token, else a newline, as in the training
+    stream (a question there follows the previous document's end)."""
+    eot = tokenizer.eot_id
+    return [eot] if eot is not None else (try_encode(tokenizer, "\n") or [])
 
 
 def newline_ids(tokenizer: ITokenizer) -> set[int]:
