@@ -74,8 +74,12 @@ def task_config(
     source["operations"] = [task]
     source["test"] = _task_shift(task, source)
     warmup = min(int(base["optimization"].get("warmup_steps", 0)), steps // 10)
+    evaluation = dict(base.get("evaluation", {}))
+    if evaluation.get("type") == "exact_match":  # the expert's own task, not the base's mix
+        evaluation["source"] = source
     return {
         **base,
+        "evaluation": evaluation,
         "name": f"expert-{task}",
         "data": {**base["data"], "sources": [source]},
         "model": {**base["model"], "init_from": str(checkpoint)},

@@ -115,3 +115,16 @@ def test_experts_trained_by_reinforce_record_it(math_base: Path, tmp_path: Path)
     assert manifest["objective"] == "reinforce"
     rows = [json.loads(line) for line in (out / "runs" / "add" / "metrics.jsonl").open()]
     assert any("reward_acc" in row for row in rows if row["event"] == "train")
+
+
+def test_each_expert_is_evaluated_on_its_own_task(math_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "experts"
+    code, _, err = invoke(
+        "adapt", "experts", "--checkpoint", str(math_base), "--tasks", "mul",
+        "--out", str(out), "--steps", "2", "--no-classifier",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["experts"]["mul"]
+    levels = {k.split("_")[2] for k in metrics["metrics"] if k.startswith("acc_id_L")}
+    assert levels == {"L3"}  # mul lives at level 3 only; the base mix also had level 2
+    assert not any(k.endswith(("_add", "_sub")) for k in metrics["metrics"])
