@@ -59,7 +59,12 @@ Builder = Callable[[Any, Any], Any]
 # Where neat's own component types live, per section (imported on first lookup).
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "model": ("neat.models.gpt", "neat.models.blt", "neat.models.titans"),
-    "source": ("neat.data.sources", "neat.data.synthetic_math", "neat.indexing.source"),
+    "source": (
+        "neat.data.sources",
+        "neat.data.synthetic_math",
+        "neat.data.grid_world",
+        "neat.indexing.source",
+    ),
     "tokenizer": ("neat.data.tokenizers",),
     "optimization": ("neat.optimization.adamw",),
     "evaluation": ("neat.evaluation.evaluator", "neat.evaluation.exact_match"),
