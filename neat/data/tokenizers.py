@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from neat.config import ComponentConfig, PathStr, build, register_component
 from neat.data.bpe import HFTokenizer, train_bpe
+from neat.data.image_text import ImageTextTokenizer  # registers tokenizer type image_text
 from neat.errors import CheckpointError, ConfigError, DataError
 from neat.files import write_text_atomic
 from neat.interfaces import IDataSource, IFormattedSource, IMixtureSource, ITokenizer
@@ -252,6 +253,12 @@ def load_tokenizer(path: Path) -> ITokenizer:
     kind = spec.get("neat_tokenizer") if isinstance(spec, dict) else None
     if kind == "byte":
         return ByteTokenizer()
+    codes = spec.get("codes") if isinstance(spec, dict) else None
+    if kind == "image_text" and isinstance(codes, int) and not isinstance(codes, bool):
+        try:
+            return ImageTextTokenizer(codes)
+        except ValueError as exc:
+            raise CheckpointError(f"tokenizer file {path}: {exc}") from exc
     chars = spec.get("chars") if isinstance(spec, dict) else None
     eot = spec.get("eot", False) if isinstance(spec, dict) else None
     if (
