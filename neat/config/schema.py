@@ -17,6 +17,7 @@ from neat.config.data import DataConfig
 from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
+from neat.config.mvot import MVoTConfig
 from neat.config.registry import component, default_config
 
 if TYPE_CHECKING:  # mypy sees the base classes; at run time the registry dispatches on `type`
@@ -114,6 +115,7 @@ class ExperimentConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    mvot: MVoTConfig = Field(default_factory=MVoTConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +144,23 @@ class ExperimentConfig(StrictModel):
                 f"finetune.method: {self.finetune.method} adapts a trained model, and "
                 "model.init_from is not set: set it to the run or checkpoint to adapt, or use "
                 "finetune.method: full"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _discrepancy_needs_image_codes(self) -> ExperimentConfig:
+        if self.mvot.discrepancy_weight == 0:
+            return self
+        if self.data.tokenizer.type != "image_text":
+            raise ValueError(
+                "mvot.discrepancy_weight > 0 weighs image codes, and data.tokenizer.type is "
+                f"{self.data.tokenizer.type}: set data.tokenizer.type: image_text (with codes: "
+                "the codebook size), or mvot.discrepancy_weight: 0"
+            )
+        if self.finetune.objective != "sft":
+            raise ValueError(
+                "mvot.discrepancy_weight > 0 adds to the next-token loss, and "
+                f"finetune.objective is {self.finetune.objective}: use one of the two"
             )
         return self
 

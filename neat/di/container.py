@@ -83,6 +83,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         tokenizer=tokenizer,
         block_size=model_cfg.block_size,
         device=device,
+        mvot=config.provided.mvot,
     )
     optimizer_factory = providers.Singleton(
         f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg

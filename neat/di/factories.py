@@ -18,6 +18,7 @@ from neat.config.base import EvaluatorConfig, ModelConfig, OptimizerConfig
 from neat.config.data import DataConfig
 from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
+from neat.config.mvot import MVoTConfig
 from neat.config.schema import MonitoringConfig, TrainingConfig
 from neat.data import TokenData, default_cache_dir, prepare_token_data
 from neat.data.prefetch import PrefetchingBatches
@@ -57,6 +58,7 @@ from neat.training.distributed import (
     unwrap_model,
     wrap_model,
 )
+from neat.training.mvot import DiscrepancyObjective
 from neat.training.objectives import NextTokenLoss
 from neat.training.reinforce import Reinforce
 from neat.training.run_dir import write_run_files
@@ -229,9 +231,13 @@ def make_objective(
     tokenizer: ITokenizer,
     block_size: int,
     device: torch.device,
+    mvot: MVoTConfig | None = None,
 ) -> IObjective:
-    """The next-token loss, or reinforce with the base as KL reference: the same weights
-    with the adapters off (lora, svf), or a frozen copy taken now (full)."""
+    """The next-token loss (plus MVoT's discrepancy loss when `mvot.discrepancy_weight` > 0),
+    or reinforce with the base as KL reference: the same weights with the adapters off (lora,
+    svf), or a frozen copy taken now (full)."""
+    if mvot is not None and mvot.discrepancy_weight > 0:
+        return make_discrepancy_objective(mvot, tokenizer)
     if finetune.objective == "sft":
         return NextTokenLoss()
     policy = unwrap_model(parallel_model)  # on its device; sampling needs no DDP wrapper
@@ -257,6 +263,27 @@ def make_objective(
         cfg=finetune.reinforce,
         block_size=block_size,
         device=device,
+    )
+
+
+def make_discrepancy_objective(mvot: MVoTConfig, tokenizer: ITokenizer) -> IObjective:
+    """CE + weight x L_D, the distances from the codebook the image codes come from (the
+    validator made sure the tokenizer has image codes)."""
+    from neat.data.grid_world.render import codebook
+    from neat.data.image_text import ImageTextTokenizer
+    from neat.models.mvot.discrepancy import codebook_distances
+
+    assert isinstance(tokenizer, ImageTextTokenizer)
+    tiles = torch.from_numpy(codebook()).reshape(len(codebook()), -1).float() / 255.0
+    if tokenizer.num_codes != tiles.shape[0]:
+        raise ConfigError(
+            f"mvot.codebook: tiles has {tiles.shape[0]} codes and data.tokenizer has "
+            f"codes: {tokenizer.num_codes}; set data.tokenizer.codes: {tiles.shape[0]}"
+        )
+    return DiscrepancyObjective(
+        image_code_ids=torch.tensor(tokenizer.code_ids),
+        distances=codebook_distances(tiles, mvot.metric),
+        weight=mvot.discrepancy_weight,
     )
 
 
