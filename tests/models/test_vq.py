@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
+from neat.data.grid_world import render
 from neat.models.mvot import codebook_distances
 from neat.models.vq import VQVAE, VQConfig, as_float_images, train_vq
 
 CELL = 8
 STEPS = 200  # 99% is reached after ~75-100 steps over 5 model seeds; 200 leaves a margin
+RENDER_STEPS = 400  # the renderer's 7 tiles: 100% after 100-175 steps over 6 model seeds
 # floor, wall, hole, goal, agent
 PALETTE = torch.tensor(
     [
@@ -48,6 +52,21 @@ def small_model(seed: int = 0, **overrides: int) -> VQVAE:
     torch.manual_seed(seed)
     settings = {"codebook_size": 16, "embed_dim": 8, "patch": CELL, "hidden": 32} | overrides
     return VQVAE(VQConfig(**settings))
+
+
+def train_single_threaded(model: VQVAE, images: torch.Tensor, steps: int) -> float:
+    """Seconds `train_vq` took on one thread: matrices this small gain nothing from threads,
+    and lose much on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        started = time.perf_counter()
+        losses = train_vq(model, images, steps=steps, batch_size=16, lr=2e-3, seed=0)
+        seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+    assert len(losses) == steps and losses[-1] < losses[0]
+    return seconds
 
 
 def test_encode_decode_shapes_and_code_range() -> None:
@@ -106,17 +125,7 @@ def test_reconstructs_held_out_grid_states_cell_by_cell() -> None:
     sides 4-6 while training saw only side 5 (the model is fully convolutional)."""
     model = small_model(seed=0, hidden=64)
     train_images, _ = tile_images(512, 5, seed=10)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # matrices this small gain nothing from threads, and lose on a busy machine
-    try:
-        started = time.perf_counter()
-        losses = train_vq(model, train_images, steps=STEPS, batch_size=16, lr=2e-3, seed=0)
-        seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(threads)
-    assert len(losses) == STEPS and losses[-1] < losses[0]
+    seconds = train_single_threaded(model, train_images, STEPS)
     for side, seed in ((4, 20), (5, 21), (6, 22)):
         images, kinds = tile_images(64, side, seed)
         accuracy = cell_accuracy(model, images, kinds)
@@ -136,3 +145,38 @@ def test_training_is_reproducible_from_the_seed() -> None:
     first = train_vq(small_model(seed=1), images, steps=5, batch_size=8, seed=3)
     second = train_vq(small_model(seed=1), images, steps=5, batch_size=8, seed=3)
     assert first == second
+
+
+def test_reconstructs_the_grid_world_renderer_tiles() -> None:
+    """The tiles `neat.data.grid_world` renders (the agent is an inset square over floor, goal
+    or hole, so three tiles differ only in their border): every cell of held-out images is
+    matched back to its tile code by the renderer's own `decode_image`."""
+    rng = np.random.default_rng(0)
+
+    def rendered(count: int, side: int) -> tuple[torch.Tensor, NDArray[np.int64]]:
+        codes = rng.integers(0, render.NUM_CODES, (count, side * side))
+        images = np.stack([render.tiles_image(row, side) for row in codes])
+        return torch.from_numpy(images), codes
+
+    model = small_model(seed=0, hidden=64, codebook_size=64)
+    train_images, _ = rendered(512, 5)
+    seconds = train_single_threaded(model, as_float_images(train_images), RENDER_STEPS)
+    images, codes = rendered(64, 6)
+    recon = (model.decode(model.encode(images)) * 255).round().to(torch.uint8)
+    decoded = np.array([render.decode_image(image) for image in recon.permute(0, 2, 3, 1).numpy()])
+    accuracy = float((decoded == codes).mean())
+    print(f"rendered tiles: {accuracy:.4f} of cells after {RENDER_STEPS} steps, {seconds:.1f} s")
+    assert accuracy >= 0.99
+
+
+def test_a_saved_tokenizer_loads_with_the_same_codebook_and_codes() -> None:
+    """The codebook and its EMA state are buffers, so a checkpoint carries the tokenizer."""
+    images, _ = tile_images(64, 4, seed=40)
+    trained = small_model(seed=2)
+    train_vq(trained, images, steps=5, batch_size=8, seed=0)
+    loaded = small_model(seed=3)
+    loaded.load_state_dict(trained.state_dict())
+    loaded.eval()
+    assert torch.equal(loaded.quantizer.codebook, trained.quantizer.codebook)
+    assert bool(loaded.quantizer.initialized)
+    assert torch.equal(loaded.encode(images), trained.encode(images))

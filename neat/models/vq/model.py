@@ -63,10 +63,12 @@ class VectorQuantizer(nn.Module):
     def forward(self, latents: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """latents (N, D) -> (quantised with straight-through grad, codes, commitment loss,
         perplexity of the code usage in this batch)."""
+        if self.training and not self.initialized:
+            self._initialize(latents.detach())
         codes = self.nearest(latents.detach())
+        quantized = self.codebook[codes]  # a copy: the update below does not change it
         if self.training:
             self._update(latents.detach(), codes)
-        quantized = self.codebook[codes]
         commitment = F.mse_loss(latents, quantized)
         straight_through = latents + (quantized - latents).detach()
         usage = torch.bincount(codes, minlength=self.codebook.shape[0]).float() / codes.numel()
@@ -74,17 +76,18 @@ class VectorQuantizer(nn.Module):
         return straight_through, codes, commitment, perplexity
 
     @torch.no_grad()
+    def _initialize(self, latents: Tensor) -> None:
+        """Codes start on encoder outputs of the first batch: random normal codes far from
+        them would all lose to one code, and the codebook would collapse at once."""
+        picks = latents[torch.randint(latents.shape[0], (self.codebook.shape[0],))]
+        self.codebook.copy_(picks)
+        self.embed_sum.copy_(picks)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
     def _update(self, latents: Tensor, codes: Tensor) -> None:
         """Move each code to the EMA mean of its assigned latents; restart the dead ones."""
         size = self.codebook.shape[0]
-        if not self.initialized:
-            # Codes start on encoder outputs: random normal codes far from them would all
-            # lose to one code, and the codebook would collapse before restarts could act.
-            picks = latents[torch.randint(latents.shape[0], (size,), device=latents.device)]
-            self.codebook.copy_(picks)
-            self.embed_sum.copy_(picks)
-            self.initialized.fill_(True)
-            codes.copy_(self.nearest(latents))
         onehot = F.one_hot(codes, size).to(latents.dtype)
         self.cluster_size.mul_(self.decay).add_(onehot.sum(dim=0), alpha=1.0 - self.decay)
         self.embed_sum.mul_(self.decay).add_(onehot.T @ latents, alpha=1.0 - self.decay)
@@ -94,7 +97,7 @@ class VectorQuantizer(nn.Module):
         dead = self.cluster_size < self.restart_below
         count = int(dead.sum())
         if count:
-            picks = latents[torch.randint(latents.shape[0], (count,), device=latents.device)]
+            picks = latents[torch.randint(latents.shape[0], (count,))]
             self.codebook[dead] = picks
             self.embed_sum[dead] = picks * self.restart_below
             self.cluster_size[dead] = self.restart_below
