@@ -195,6 +195,7 @@ def test_documents_train_on_the_reasoning_only() -> None:
         ("test: {size: [5, 9]}", "test.size [5, 9] overlaps size [4, 6]"),
         ("questions: []", "data.sources.0.questions"),
         ("task: sokoban", "data.sources.0.task"),
+        ("obstacle_fraction: 0.6", "data.sources.0.obstacle_fraction"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, data: str, message: str) -> None:

@@ -142,7 +142,7 @@ def draw_world(
     frozenlake) never on the start or goal, and the goal reachable from the start."""
     obstacle = WALL if task == "maze" else HOLE
     cells = [(r, c) for r in range(side) for c in range(side)]
-    while True:  # an empty grid always passes, so this ends (obstacle_fraction < 0.7)
+    while True:  # an empty grid always passes, so this ends (obstacle_fraction <= 0.5)
         start, goal = rng.sample(cells, 2)
         rows = [
             [

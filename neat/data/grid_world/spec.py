@@ -84,7 +84,7 @@ class GridWorldSourceConfig(SourceConfig):
         description="final_position | falls | next_action (asked in turn)",
     )
     obstacle_fraction: float = Field(
-        default=0.25, ge=0.0, lt=0.7, description="share of cells that are walls or holes"
+        default=0.25, ge=0.0, le=0.5, description="share of cells that are walls or holes"
     )
     holdout_fraction: float = Field(
         default=0.1,
