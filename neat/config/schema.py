@@ -148,6 +148,17 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _interleaved_needs_image_codes(self) -> ExperimentConfig:
+        interleaved = [s for s in self.data.sources if getattr(s, "reasoning", "") == "interleaved"]
+        if interleaved and self.data.tokenizer.type != "image_text":
+            raise ValueError(
+                "data.sources: a grid_world source with reasoning: interleaved writes image "
+                f"codes, and data.tokenizer.type is {self.data.tokenizer.type}: set "
+                "data.tokenizer: {type: image_text, codes: 7} (the tile codebook)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _discrepancy_needs_image_codes(self) -> ExperimentConfig:
         if self.mvot.discrepancy_weight == 0:
             return self

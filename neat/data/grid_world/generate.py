@@ -356,7 +356,7 @@ class GridWorldSource:
     def documents(self) -> Iterator[Document]:
         for index in range(self.cfg.num_train):
             problem = train_problem(self.cfg, index)
-            question, response = problem.question, problem.response
+            question, response = problem.question, self._response(problem)
             yield Document(
                 text=question + response,
                 source=f"grid_world:train:{index}",
@@ -368,6 +368,13 @@ class GridWorldSource:
                     "split": "train",
                 },
             )
+
+    def _response(self, problem: GridProblem) -> str:
+        if self.cfg.reasoning == "text":
+            return problem.response
+        from neat.data.grid_world.interleave import interleaved_response  # it imports render
+
+        return interleaved_response(problem)
 
     def problems(self, split: Split, n: int) -> list[GridProblem]:
         return problems(self.cfg, split, n)

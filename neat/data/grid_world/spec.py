@@ -95,6 +95,11 @@ class GridWorldSourceConfig(SourceConfig):
     test: GridWorldTestConfig = Field(
         default_factory=GridWorldTestConfig, description="what the ood problems change"
     )
+    reasoning: Literal["text", "interleaved"] = Field(
+        default="text",
+        description="text: a chain of thought in words; interleaved (MVoT): each step followed "
+        "by the image of its state as tile codes (needs data.tokenizer.type: image_text)",
+    )
 
     @field_validator("size", "num_actions")
     @classmethod
