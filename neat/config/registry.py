@@ -67,7 +67,11 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "tokenizer": ("neat.data.tokenizers",),
     "optimization": ("neat.optimization.adamw",),
-    "evaluation": ("neat.evaluation.evaluator", "neat.evaluation.exact_match"),
+    "evaluation": (
+        "neat.evaluation.evaluator",
+        "neat.evaluation.exact_match",
+        "neat.evaluation.grid_reasoning",
+    ),
     "monitor": (
         "neat.monitoring.console",
         "neat.monitoring.structlog_monitor",

@@ -356,7 +356,7 @@ class GridWorldSource:
     def documents(self) -> Iterator[Document]:
         for index in range(self.cfg.num_train):
             problem = train_problem(self.cfg, index)
-            question, response = problem.question, self._response(problem)
+            question, response = problem.question, self.response_of(problem)
             yield Document(
                 text=question + response,
                 source=f"grid_world:train:{index}",
@@ -369,7 +369,8 @@ class GridWorldSource:
                 },
             )
 
-    def _response(self, problem: GridProblem) -> str:
+    def response_of(self, problem: GridProblem) -> str:
+        """What a document trains on after the question (words, or words and images)."""
         if self.cfg.reasoning == "text":
             return problem.response
         from neat.data.grid_world.interleave import interleaved_response  # it imports render

@@ -27,11 +27,15 @@ from neat.config import SourceConfig, StrictModel
 from neat.data.synthetic_math.spec import _distinct
 
 __all__ = [
+    "CONTEXT_KEY",
     "QUESTION_KINDS",
     "TASKS",
     "GridWorldSourceConfig",
     "GridWorldTestConfig",
 ]
+
+# where each validated source notes itself, so evaluation.source can default to it
+CONTEXT_KEY = "neat.grid_world.sources"
 
 Task = Literal["maze", "frozenlake"]
 QuestionKind = Literal["final_position", "falls", "next_action"]
@@ -120,4 +124,10 @@ class GridWorldSourceConfig(SourceConfig):
                 f"test.size {list(self.test.size)} overlaps size {list(self.size)}; the ood "
                 "split must draw grid sides that training never does"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _note_for_evaluation(self, info: ValidationInfo) -> GridWorldSourceConfig:
+        if isinstance(info.context, dict):  # see GridReasoningEvaluatorConfig.source
+            info.context.setdefault(CONTEXT_KEY, []).append(self)
         return self

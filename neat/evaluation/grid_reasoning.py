@@ -1,0 +1,223 @@
+"""Task and visualization accuracy on grid-world problems (`evaluation.type: grid_reasoning`).
+
+MVoT (Li et al. 2025, arXiv 2501.07542) scores the final answer and, for interleaved
+reasoning, whether the generated images show the true states. Here the model writes its whole
+response greedily after the question; the answer is the text after its last ``answer: `` line,
+and each generated image is read back through the exact tile codes and compared with the
+state the moves reached at that step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, PositiveInt, ValidationInfo, model_validator
+
+from neat.config import EvaluatorConfig, register_component
+from neat.data.grid_world import GridProblem, decode_tiles
+from neat.data.grid_world.generate import GridWorldSource, problems
+from neat.data.grid_world.interleave import response_images
+from neat.data.grid_world.spec import CONTEXT_KEY, GridWorldSourceConfig
+from neat.data.synthetic_math.prompts import IGNORE, prompt_separator
+from neat.errors import ConfigError
+from neat.evaluation.exact_match import teacher_forced_batch
+from neat.evaluation.generation import iter_tokens
+from neat.interfaces import IModel, ITokenizer
+from neat.interfaces.contexts import EvaluatorContext
+from neat.optimization.precision import autocast
+
+__all__ = ["GridReasoningEvaluator", "GridReasoningEvaluatorConfig", "parse_answer"]
+
+ANSWER = "answer: "
+
+
+class GridReasoningEvaluatorConfig(EvaluatorConfig):
+    """Greedy responses to held-out grid-world problems (id, heldout, ood splits).
+
+    Reports `acc` and `acc_<split>` (the answer), `acc_<split>_<kind>` per question kind,
+    `vis_acc` and `vis_acc_<split>` (generated images equal to the true state, of all the
+    images the moves call for) when the source's reasoning is interleaved, and `val_loss`
+    (teacher-forced loss on the in-distribution reference responses).
+    """
+
+    type: Literal["grid_reasoning"] = "grid_reasoning"
+    num_problems: PositiveInt = Field(default=50, description="problems per test split")
+    max_new_tokens: PositiveInt | None = Field(
+        default=None, description="default: the longest reference response + 16"
+    )
+    batch_size: PositiveInt = Field(default=64, description="problems generated at once")
+    source: GridWorldSourceConfig | None = Field(
+        default=None, description="default: the first grid_world source in data.sources"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
+        if not isinstance(raw, dict) or raw.get("source") is not None:
+            return raw
+        noted = info.context.get(CONTEXT_KEY) if isinstance(info.context, dict) else None
+        return {**raw, "source": noted[0]} if noted else raw
+
+
+def parse_answer(text: str) -> str | None:
+    """The answer a response gives: what follows its last ``answer: `` up to the newline
+    (None without one, or when the line never ended)."""
+    at = text.rfind(ANSWER)
+    if at < 0:
+        return None
+    answer, newline, _ = text[at + len(ANSWER) :].partition("\n")
+    return answer if newline else None
+
+
+def images_right(problem: GridProblem, text: str) -> int:
+    """How many of the response's images show the state of their step (in order)."""
+    right = 0
+    for codes, state in zip(response_images(text), problem.states, strict=False):
+        try:
+            grid, agent = decode_tiles(codes, problem.side)
+        except ValueError:  # a malformed image: wrong size, no agent, unknown codes
+            continue
+        right += grid == problem.grid and agent == state
+    return right
+
+
+class GridReasoningEvaluator:
+    """Implements IEvaluator (see the config's docstring for the metrics)."""
+
+    def __init__(
+        self,
+        problems: Sequence[GridProblem],
+        tokenizer: ITokenizer,
+        device: torch.device,
+        *,
+        block_size: int,
+        interleaved: bool,
+        responses: Sequence[str],
+        precision: str = "fp32",
+        batch_size: int = 64,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.problems = list(problems)
+        self.tokenizer = tokenizer
+        self.device = device
+        self.block_size = block_size
+        self.interleaved = interleaved
+        self.precision = precision
+        self.batch_size = batch_size
+        separator = prompt_separator(tokenizer)
+        self.prompts = [separator + tokenizer.encode(p.question) for p in self.problems]
+        self.references = [tokenizer.encode(r) for r in responses]
+        longest = max(len(r) for r in self.references)
+        self.max_new_tokens = max_new_tokens or longest + 16
+
+    def _generate(self, model: IModel, prompts: list[list[int]]) -> list[str]:
+        """Greedy responses of equal-length prompts, stopped once every row has answered."""
+        ids = torch.tensor(prompts, dtype=torch.long, device=self.device)
+        new: list[torch.Tensor] = []
+        texts = [""] * len(prompts)
+        budget = min(self.max_new_tokens, self.block_size - ids.shape[1])
+        with autocast(self.precision, self.device):
+            for step, token in enumerate(
+                iter_tokens(model, ids, budget, block_size=self.block_size, temperature=0.0)  # type: ignore[arg-type]
+            ):
+                new.append(token)
+                if (step + 1) % 16 == 0:
+                    texts = self._decode(new)
+                    if all(parse_answer(t) is not None for t in texts):
+                        break
+        return self._decode(new) if new else texts
+
+    def _decode(self, new: list[torch.Tensor]) -> list[str]:
+        rows: list[list[int]] = torch.cat(new, dim=1).tolist()
+        return [self.tokenizer.decode(row) for row in rows]
+
+    def _val_loss(self, model: IModel) -> float | None:
+        pairs = [
+            (prompt, ref)
+            for prompt, ref, problem in zip(
+                self.prompts, self.references, self.problems, strict=True
+            )
+            if problem.split != "ood"
+        ]
+        total, count = 0.0, 0
+        for start in range(0, len(pairs), self.batch_size):
+            x, y = teacher_forced_batch(pairs[start : start + self.batch_size], self.block_size)
+            x, y = x.to(self.device), y.to(self.device)
+            with autocast(self.precision, self.device):
+                logits = model(x)["logits"]
+            total += float(
+                F.cross_entropy(
+                    logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"
+                )
+            )
+            count += int((y != IGNORE).sum())
+        return total / count if count else None
+
+    @torch.no_grad()
+    def evaluate(self, model: IModel) -> dict[str, float]:
+        was_training = model.training
+        model.train(False)
+        try:
+            responses = self.responses(model)
+            val_loss = self._val_loss(model)
+        finally:
+            model.train(was_training)
+        tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for problem, text in zip(self.problems, responses, strict=True):
+            ok = parse_answer(text) == problem.answer
+            for name in ("acc", f"acc_{problem.split}", f"acc_{problem.split}_{problem.kind}"):
+                tallies[name][0] += ok
+                tallies[name][1] += 1
+            if self.interleaved:
+                for name in ("vis_acc", f"vis_acc_{problem.split}"):
+                    tallies[name][0] += images_right(problem, text)
+                    tallies[name][1] += len(problem.states)
+        metrics = {name: hits / total for name, (hits, total) in sorted(tallies.items()) if total}
+        if val_loss is not None:
+            metrics["val_loss"] = val_loss
+        return metrics
+
+    def responses(self, model: IModel) -> list[str]:
+        """The model's greedy response to every problem, in problem order."""
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i, prompt in enumerate(self.prompts):
+            by_length[len(prompt)].append(i)
+        out = [""] * len(self.prompts)
+        for rows in by_length.values():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                for i, text in zip(
+                    chunk, self._generate(model, [self.prompts[i] for i in chunk]), strict=True
+                ):
+                    out[i] = text
+        return out
+
+
+def build_grid_reasoning_evaluator(
+    cfg: GridReasoningEvaluatorConfig, ctx: EvaluatorContext
+) -> GridReasoningEvaluator:
+    if cfg.source is None:
+        raise ConfigError(
+            "evaluation.type grid_reasoning needs grid-world problems: add a source of type "
+            "grid_world to data.sources, or set evaluation.source"
+        )
+    drawn = problems(cfg.source, "test", cfg.num_problems)
+    source = GridWorldSource(cfg.source)
+    return GridReasoningEvaluator(
+        drawn,
+        ctx.token_data.tokenizer,
+        ctx.device,
+        block_size=ctx.block_size,
+        interleaved=cfg.source.reasoning == "interleaved",
+        responses=[source.response_of(p) for p in drawn],
+        precision=ctx.precision,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+
+
+register_component("evaluation", GridReasoningEvaluatorConfig, build_grid_reasoning_evaluator)
