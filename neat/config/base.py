@@ -117,6 +117,15 @@ class EvaluatorConfig(ComponentConfig):
     interval: int = Field(default=250, gt=0, description="steps between evaluations")
 
 
+def source_from_context(raw: Any, info: ValidationInfo, key: str) -> Any:
+    """`raw` with `source` filled by the first data source noted under `key` in the validation
+    context (sources validate before `evaluation`), so the saved config names it in full."""
+    if not isinstance(raw, dict) or raw.get("source") is not None:
+        return raw
+    noted = info.context.get(key) if isinstance(info.context, dict) else None
+    return {**raw, "source": noted[0]} if noted else raw
+
+
 @dataclass(frozen=True)
 class Section:
     """Marks a field as a component section; the loader uses it to suggest key names."""

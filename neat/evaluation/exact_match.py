@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from neat.config import EvaluatorConfig, register_component
+from neat.config.base import source_from_context
 from neat.data.synthetic_math import MathProblem, SyntheticMathSourceConfig, labelled_problems
 from neat.data.synthetic_math.prompts import (
     IGNORE,
@@ -54,14 +55,7 @@ class ExactMatchEvaluatorConfig(EvaluatorConfig):
     @model_validator(mode="before")
     @classmethod
     def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
-        """Fill `source` with the config's own synthetic_math source (validated before us, as
-        `data` comes before `evaluation`), so the saved config names it in full."""
-        if not isinstance(raw, dict) or raw.get("source") is not None:
-            return raw
-        noted = info.context.get(CONTEXT_KEY) if isinstance(info.context, dict) else None
-        if noted:
-            return {**raw, "source": noted[0]}
-        return raw
+        return source_from_context(raw, info, CONTEXT_KEY)
 
 
 Losses = dict[str, tuple[float, int]]  # name -> (summed nats, token count)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 
 from neat.config import EvaluatorConfig, register_component
+from neat.config.base import source_from_context
 from neat.data.grid_world import GridProblem, decode_tiles
 from neat.data.grid_world.generate import GridWorldSource, problems
 from neat.data.grid_world.interleave import response_images
@@ -57,10 +58,7 @@ class GridReasoningEvaluatorConfig(EvaluatorConfig):
     @model_validator(mode="before")
     @classmethod
     def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
-        if not isinstance(raw, dict) or raw.get("source") is not None:
-            return raw
-        noted = info.context.get(CONTEXT_KEY) if isinstance(info.context, dict) else None
-        return {**raw, "source": noted[0]} if noted else raw
+        return source_from_context(raw, info, CONTEXT_KEY)
 
 
 def parse_answer(text: str) -> str | None:
