@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "di": 4,
     "inference": 4,
     "experts": 4,
+    "visual_thoughts": 4,
     "dispatch": 4,
     "cli": 5,
 }

@@ -126,6 +126,30 @@ def evaluate(
             click.echo(f"{key:>10}: {_shown(value)}")
 
 
+def _solve(checkpoint: Path, problem: str | None, out: Path | None, device: str) -> None:
+    if problem is None or out is None:
+        raise click.UsageError(
+            "--problem and --out go together: pass both, e.g. --problem ood:3 --out runs/solved"
+        )
+    from neat.data.image_text import split_images
+    from neat.visual_thoughts import solve_problem
+
+    solved = solve_problem(checkpoint, problem, out, device=device)
+    click.echo(solved.problem.question, nl=False)
+    shown = 0
+    for part in split_images(solved.response):
+        if isinstance(part, str):
+            click.echo(part, nl=False)
+        else:
+            shown += 1
+            click.echo(f"[image {shown}]", nl=False)
+    verdict = "right" if solved.right else f"wrong, true: {solved.problem.answer}"
+    click.echo(
+        f"\nanswer {solved.answer} ({verdict}); images right {solved.images_right}/"
+        f"{len(solved.problem.states)}; files in {solved.out}"
+    )
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -256,6 +280,19 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     type=click.Path(path_type=Path, dir_okay=False),
     help='Few-shot examples for --adapt cem: JSON lines {"question": ..., "answer": ...}.',
 )
+@click.option(
+    "--problem",
+    default=None,
+    metavar="SPLIT:INDEX",
+    help="A grid_world run answers this problem of its data (train, id, heldout or ood; "
+    "e.g. ood:3) greedily; --out receives reasoning.md, index.html and a PNG per image.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The new folder for --problem's files.",
+)
 @user_errors
 def generate(
     checkpoint: Path,
@@ -270,12 +307,18 @@ def generate(
     experts: Path | None,
     adapt: str | None,
     examples: Path | None,
+    problem: str | None,
+    out: Path | None,
 ) -> None:
     """Sample a continuation of PROMPT from a trained model, printed as it is produced.
 
     With --experts DIR, pass 1 picks the expert for PROMPT (--adapt; printed to stderr as
-    "expert: NAME") and pass 2 samples with its z.
+    "expert: NAME") and pass 2 samples with its z. With --problem SPLIT:INDEX --out DIR, a
+    grid_world model reasons over that problem, its drawn images (MVoT) saved as PNGs.
     """
+    if problem is not None or out is not None:
+        _solve(checkpoint, problem, out, device)
+        return
     strategy = _adapt_choice(experts, adapt)
     if strategy == "cem" and examples is None:
         raise click.UsageError(

@@ -20,8 +20,9 @@ from pydantic import Field, PositiveInt, ValidationInfo, model_validator
 from neat.config import EvaluatorConfig, register_component
 from neat.config.base import source_from_context
 from neat.data.grid_world import GridProblem, decode_tiles
-from neat.data.grid_world.generate import GridWorldSource, problems
+from neat.data.grid_world.generate import problems
 from neat.data.grid_world.interleave import response_images
+from neat.data.grid_world.source import GridWorldSource
 from neat.data.grid_world.spec import CONTEXT_KEY, GridWorldSourceConfig
 from neat.data.synthetic_math.prompts import IGNORE, prompt_separator
 from neat.errors import ConfigError

@@ -8,7 +8,6 @@
 from neat.data.grid_world.generate import (
     ACTIONS,
     GridProblem,
-    GridWorldSource,
     Pos,
     Trajectory,
     distances_to,
@@ -32,6 +31,7 @@ from neat.data.grid_world.render import (
     tile_codes,
     tiles_image,
 )
+from neat.data.grid_world.source import GridWorldSource
 from neat.data.grid_world.spec import (
     QUESTION_KINDS,
     TASKS,

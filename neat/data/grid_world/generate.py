@@ -18,15 +18,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from neat.config import register_component
 from neat.data.grid_world.spec import GridWorldSourceConfig
 from neat.errors import DataError
-from neat.interfaces import Document
-from neat.interfaces.contexts import SourceContext
 
 __all__ = [
     "ACTIONS",
@@ -39,7 +36,6 @@ __all__ = [
     "TEST_SPLITS",
     "WALL",
     "GridProblem",
-    "GridWorldSource",
     "Pos",
     "Trajectory",
     "distances_to",
@@ -337,67 +333,3 @@ def problems(cfg: GridWorldSourceConfig, split: Split, n: int) -> list[GridProbl
     raise ValueError(
         f"unknown split {split!r}; expected train, test, test_id, test_heldout or test_ood"
     )
-
-
-class GridWorldSource:
-    """Implements IDataSource: `num_train` text chain-of-thought problems, one document each.
-
-    A document is ``question + chain of thought + answer``; `metadata["segments"]` marks the
-    chain of thought and answer as the part to train on, as synthetic_math does, so that with
-    `data.format: prompt_response` the loss falls on the reasoning, not on the given grid.
-    """
-
-    kind = "grid_world"
-
-    def __init__(self, cfg: GridWorldSourceConfig, format: str = "prompt_response") -> None:
-        self.cfg = cfg
-        self.format = format  # the data format the token cache prepares (masks or not)
-
-    def documents(self) -> Iterator[Document]:
-        for index in range(self.cfg.num_train):
-            problem = train_problem(self.cfg, index)
-            question, response = problem.question, self.response_of(problem)
-            yield Document(
-                text=question + response,
-                source=f"grid_world:train:{index}",
-                metadata={
-                    "segments": [(question, False), (response, True)],
-                    "task": problem.task,
-                    "kind": problem.kind,
-                    "side": problem.side,
-                    "split": "train",
-                },
-            )
-
-    def response_of(self, problem: GridProblem) -> str:
-        """What a document trains on after the question (words, or words and images)."""
-        if self.cfg.reasoning == "text":
-            return problem.response
-        from neat.data.grid_world.interleave import interleaved_response  # it imports render
-
-        return interleaved_response(problem)
-
-    def problems(self, split: Split, n: int) -> list[GridProblem]:
-        return problems(self.cfg, split, n)
-
-    def fingerprint(self) -> str:
-        """Everything the training documents depend on (not `weight`, not `test`)."""
-        spec = self.cfg.model_dump_json(exclude={"weight", "test"})
-        text = f"{self.kind}:{GENERATOR_VERSION}:{self.format}:{spec}"
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def describe(self) -> str:
-        cfg = self.cfg
-        return (
-            f"grid world ({cfg.task}): {cfg.num_train:,} problems, sides {list(cfg.size)}, "
-            f"{list(cfg.num_actions)} moves, questions {'/'.join(cfg.questions)}, seed "
-            f"{cfg.seed}, {cfg.holdout_fraction:.0%} held out; test (OOD): sides "
-            f"{list(cfg.test.size)}"
-        )
-
-
-def build_grid_world_source(cfg: GridWorldSourceConfig, ctx: SourceContext) -> GridWorldSource:
-    return GridWorldSource(cfg, format=ctx.format)
-
-
-register_component("source", GridWorldSourceConfig, build_grid_world_source)
