@@ -61,3 +61,18 @@ def components_registered_by_a_test_go_with_it() -> Iterator[None]:
     for entries in registry._REGISTRY.values():
         for name in [n for n, c in entries.items() if not c.config.__module__.startswith("neat.")]:
             del entries[name]
+
+
+@pytest.fixture(scope="session")
+def trained_vq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of examples/vq_grid.yaml as shipped (800 steps, about 10 s on one core): the
+    frozen image tokenizer that MVoT tests read and write codes with."""
+    from click.testing import CliRunner
+
+    from neat.cli import cli
+
+    run = tmp_path_factory.mktemp("vq") / "run"
+    config = REPO / "examples" / "vq_grid.yaml"
+    result = CliRunner().invoke(cli, ["train", "-c", str(config), "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    return run

@@ -16,6 +16,7 @@ from neat.cli.data import data
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
 from neat.cli.train import bench, train
+from neat.cli.vq import vq
 
 __all__ = ["cli", "main"]
 
@@ -65,6 +66,7 @@ for _command in (
     blt,
     checkpoints,
     adapt,
+    vq,
 ):
     cli.add_command(_command)
 

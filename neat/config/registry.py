@@ -58,7 +58,7 @@ Builder = Callable[[Any, Any], Any]
 
 # Where neat's own component types live, per section (imported on first lookup).
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "model": ("neat.models.gpt", "neat.models.blt", "neat.models.titans"),
+    "model": ("neat.models.gpt", "neat.models.blt", "neat.models.titans", "neat.models.vq"),
     "source": (
         "neat.data.sources",
         "neat.data.synthetic_math",
@@ -71,6 +71,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.evaluation.evaluator",
         "neat.evaluation.exact_match",
         "neat.evaluation.grid_reasoning",
+        "neat.evaluation.vq_reconstruction",
     ),
     "monitor": (
         "neat.monitoring.console",

@@ -148,6 +148,31 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _image_tokenizer_trains_on_grid_states(self) -> ExperimentConfig:
+        vq, scores_vq = self.model.type == "vq", self.evaluation.type == "vq_reconstruction"
+        if vq and not any(source.type == "grid_world" for source in self.data.sources):
+            raise ValueError(
+                "model.type: vq trains an image tokenizer on rendered grid-world states, and "
+                "data.sources has no grid_world source: add one (data.type: grid_world)"
+            )
+        if vq and not scores_vq:
+            raise ValueError(
+                f"model.type: vq is an image tokenizer, which evaluation.type "
+                f"{self.evaluation.type} cannot score: set evaluation.type: vq_reconstruction"
+            )
+        if scores_vq and not vq:
+            raise ValueError(
+                "evaluation.type: vq_reconstruction scores an image tokenizer, and model.type "
+                f"is {self.model.type}: set model.type: vq, or another evaluation.type"
+            )
+        if vq and (self.finetune.method != "full" or self.mvot.discrepancy_weight > 0):
+            raise ValueError(
+                "model.type: vq trains with its own reconstruction loss: remove the finetune "
+                "and mvot sections"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _interleaved_needs_image_codes(self) -> ExperimentConfig:
         interleaved = [s for s in self.data.sources if getattr(s, "reasoning", "") == "interleaved"]
         if interleaved and self.data.tokenizer.type != "image_text":

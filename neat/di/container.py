@@ -84,6 +84,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         block_size=model_cfg.block_size,
         device=device,
         mvot=config.provided.mvot,
+        model=model_cfg,
     )
     optimizer_factory = providers.Singleton(
         f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg

@@ -4,6 +4,7 @@ implemented here; each type lives, with its config class and builder, beside its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from neat.training.distributed import (
 )
 from neat.training.mvot import DiscrepancyObjective
 from neat.training.objectives import NextTokenLoss
+from neat.training.reconstruction import ReconstructionObjective
 from neat.training.reinforce import Reinforce
 from neat.training.run_dir import write_run_files
 
@@ -141,6 +143,8 @@ def make_train_batches(
     epoch ends when the source refreshes during training; the problems as prompts for
     `finetune.objective: reinforce` (validated to have one synthetic_math source)."""
     check_batch_divides(training.batch_size, dist)
+    if model.type == "vq":
+        return make_state_image_batches(training, model, data, device, dist)
     if finetune is not None and finetune.objective == "reinforce":
         return ProblemBatches(
             data.sources[0],  # type: ignore[arg-type]  # the validator checked its type
@@ -180,6 +184,37 @@ def make_train_batches(
         fingerprint=source.fingerprint,
         prepare=lambda: make_token_data(data, source, tokenizer),
         make_sampler=sampler,
+    )
+
+
+def make_state_image_batches(
+    training: TrainingConfig,
+    model: ModelConfig,
+    data: DataConfig,
+    device: torch.device,
+    dist: DistInfo = SINGLE,
+) -> IBatchSource:
+    """Crops of rendered states for the image tokenizer, `model.block_size` cells each (the
+    validator made sure the data has a grid_world source)."""
+    from neat.data.grid_world.images import StateImageBatches
+    from neat.data.grid_world.spec import GridWorldSourceConfig
+
+    source = next(s for s in data.sources if isinstance(s, GridWorldSourceConfig))
+    side = math.isqrt(model.block_size)
+    if side * side != model.block_size or side > source.size[0]:
+        raise ConfigError(
+            f"model.block_size={model.block_size}: a vq model trains on square crops of "
+            f"sqrt(block_size) cells a side, at most the smallest grid ({source.size[0]}); "
+            f"set it to a square number up to {source.size[0] ** 2}"
+        )
+    return StateImageBatches(
+        source,
+        side=side,
+        batch_size=training.batch_size,
+        seed=training.seed,
+        device=device,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
 
 
@@ -232,10 +267,13 @@ def make_objective(
     block_size: int,
     device: torch.device,
     mvot: MVoTConfig | None = None,
+    model: ModelConfig | None = None,
 ) -> IObjective:
     """The next-token loss (plus MVoT's discrepancy loss when `mvot.discrepancy_weight` > 0),
     or reinforce with the base as KL reference: the same weights with the adapters off (lora,
     svf), or a frozen copy taken now (full)."""
+    if model is not None and model.type == "vq":
+        return ReconstructionObjective()
     if mvot is not None and mvot.discrepancy_weight > 0:
         return make_discrepancy_objective(mvot, tokenizer)
     if finetune.objective == "sft":

@@ -11,23 +11,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt, ValidationInfo, model_validator
+from pydantic import Field, PositiveInt
 
-from neat.config import EvaluatorConfig, register_component
-from neat.config.base import source_from_context
+from neat.config import register_component
 from neat.data.grid_world import GridProblem, decode_tiles
 from neat.data.grid_world.generate import problems
 from neat.data.grid_world.interleave import response_images
 from neat.data.grid_world.source import GridWorldSource
-from neat.data.grid_world.spec import CONTEXT_KEY, GridWorldSourceConfig
 from neat.data.synthetic_math.prompts import IGNORE, prompt_separator
 from neat.errors import ConfigError
 from neat.evaluation.exact_match import teacher_forced_batch
 from neat.evaluation.generation import iter_tokens
+from neat.evaluation.grid_problems import GridProblemsConfig
 from neat.interfaces import IModel, ITokenizer
 from neat.interfaces.contexts import EvaluatorContext
 from neat.optimization.precision import autocast
@@ -37,7 +36,7 @@ __all__ = ["GridReasoningEvaluator", "GridReasoningEvaluatorConfig", "parse_answ
 ANSWER = "answer: "
 
 
-class GridReasoningEvaluatorConfig(EvaluatorConfig):
+class GridReasoningEvaluatorConfig(GridProblemsConfig):
     """Greedy responses to held-out grid-world problems (id, heldout, ood splits).
 
     Reports `acc` and `acc_<split>` (the answer), `acc_<split>_<kind>` per question kind,
@@ -47,19 +46,10 @@ class GridReasoningEvaluatorConfig(EvaluatorConfig):
     """
 
     type: Literal["grid_reasoning"] = "grid_reasoning"
-    num_problems: PositiveInt = Field(default=50, description="problems per test split")
     max_new_tokens: PositiveInt | None = Field(
         default=None, description="default: the longest reference response + 16"
     )
     batch_size: PositiveInt = Field(default=64, description="problems generated at once")
-    source: GridWorldSourceConfig | None = Field(
-        default=None, description="default: the first grid_world source in data.sources"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_source(cls, raw: Any, info: ValidationInfo) -> Any:
-        return source_from_context(raw, info, CONTEXT_KEY)
 
 
 def parse_answer(text: str) -> str | None:

@@ -24,7 +24,9 @@ class Batch:
 
     A batch of prompts (for an objective that samples answers, e.g. reinforce) sets
     `prompt_lengths` (batch,): `input_ids` then holds the prompts right-padded, and `targets`
-    the reference answers right-padded with -100, each row's width its own."""
+    the reference answers right-padded with -100, each row's width its own. An image model
+    (`model.type: vq`) gets uint8 images (batch, H, W, 3) in `input_ids` and the cells' tile
+    codes in `targets`."""
 
     input_ids: torch.Tensor
     targets: torch.Tensor

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neat.config import register_component
+from neat.interfaces.contexts import ModelContext
 from neat.models.vq.config import VQConfig
 
 __all__ = ["VQVAE", "VectorQuantizer", "as_float_images"]
@@ -174,3 +176,11 @@ class VQVAE(nn.Module):
             "loss": loss,
             "perplexity": perplexity,
         }
+
+
+def build_vq(cfg: VQConfig, ctx: ModelContext) -> VQVAE:
+    del ctx  # an image model: the text vocabulary does not concern it
+    return VQVAE(cfg)
+
+
+register_component("model", VQConfig, build_vq)
