@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from neat.data.grid_world import GridProblem, GridWorldSource, decode_tiles, render_state
+from neat.data.grid_world import GridProblem, GridWorldSource, render_state
+from neat.data.grid_world.codec import StateCodec, decode_state
 from neat.data.grid_world.generate import TEST_SPLITS, eval_problem, train_problem
-from neat.data.grid_world.render import save_png, tiles_image
+from neat.data.grid_world.render import CELL, save_png
 from neat.data.grid_world.spec import GridWorldSourceConfig
 from neat.data.image_text import split_images
 from neat.errors import ConfigError
@@ -70,6 +71,17 @@ def _png_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _drawn_image(codec: StateCodec, codes: list[int], side: int, cell: int) -> np.ndarray | None:
+    """What the codes look like, through the source's image tokenizer, at `cell` px a cell
+    (None when they do not fill the grid)."""
+    try:
+        image = codec.image(codes, side)
+    except ValueError:
+        return None
+    scale = max(1, cell // CELL)
+    return image.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 def solve_problem(
     checkpoint: Path, ref: str, out: Path, *, device: str = "auto", cell: int = 16
 ) -> Solved:
@@ -87,13 +99,15 @@ def solve_problem(
     cfg = sources[0]
     problem = problem_of(cfg, ref)
     check_out_free(out)
+    source = GridWorldSource(cfg)
     solver = GridReasoningEvaluator(
         [problem],
         tokenizer,
         next(model.parameters()).device,
         block_size=config.model.block_size,
         interleaved=cfg.reasoning == "interleaved",
-        responses=[GridWorldSource(cfg).response_of(problem)],
+        responses=[source.response_of(problem)],
+        codec=source.codec,
     )
     model.eval()
     response = solver.responses(model)[0]
@@ -110,17 +124,17 @@ def solve_problem(
             page.append(f"<pre>{html.escape(part)}</pre>")
             continue
         drawn += 1
-        if len(part) != problem.side**2:
+        image = _drawn_image(source.codec, part, problem.side, cell)
+        if image is None:
             note = f"image {drawn}: {len(part)} codes, not a {problem.side}x{problem.side} grid"
             markdown.append(f"_{note}_\n")
             page.append(f"<p><em>{html.escape(note)}</em></p>")
             continue
-        image = tiles_image(part, problem.side, cell)
         name = f"step_{drawn}.png"
         save_png(image, out / name)
         truth = problem.states[drawn - 1] if drawn <= len(problem.states) else None
         try:
-            grid, agent = decode_tiles(part, problem.side)
+            grid, agent = decode_state(source.codec, part, problem.side)
             ok = truth is not None and grid == problem.grid and agent == truth
         except ValueError:
             ok = False

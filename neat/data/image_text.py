@@ -22,7 +22,9 @@ from typing import Literal
 from pydantic import Field
 
 from neat.config import ComponentConfig, register_component
+from neat.errors import ConfigError, DataError
 from neat.files import write_text_atomic
+from neat.interfaces import IMixtureSource
 from neat.interfaces.contexts import TokenizerContext
 
 __all__ = [
@@ -83,8 +85,13 @@ class ImageTextTokenizer:
 
     def _char_id(self, ch: str) -> int | None:
         point = ord(ch)
-        if point < _BOI_CHAR_POINT or point >= _FIRST_CODE_CHAR + self.num_codes:
+        if point < _BOI_CHAR_POINT or point >= _FIRST_CODE_CHAR + MAX_CODES:
             return None
+        if point >= _FIRST_CODE_CHAR + self.num_codes:  # bytes of it would be a silent loss
+            raise DataError(
+                f"image code {point - _FIRST_CODE_CHAR} is outside data.tokenizer.codes="
+                f"{self.num_codes}: set codes to the image tokenizer's codebook size"
+            )
         if ch == _BOI_CHAR:
             return BOI
         if ch == _EOI_CHAR:
@@ -145,6 +152,17 @@ class ImageTextTokenizerConfig(ComponentConfig):
 
 
 def build_image_text(cfg: ImageTextTokenizerConfig, ctx: TokenizerContext) -> ImageTextTokenizer:
+    """Refuses a codebook size other than the one the sources write images in (a source
+    says it with an `image_codes` attribute: the grid world's, with interleaved reasoning)."""
+    source = ctx.source
+    parts = [part for part, _ in source.parts] if isinstance(source, IMixtureSource) else [source]
+    for part in parts:
+        wanted = getattr(part, "image_codes", None)
+        if wanted is not None and wanted != cfg.codes:
+            raise ConfigError(
+                f"data.tokenizer has codes: {cfg.codes}, and {part.describe()} writes images in "
+                f"{wanted} codes: set data.tokenizer.codes: {wanted}"
+            )
     return ImageTextTokenizer(cfg.codes)
 
 

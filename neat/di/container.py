@@ -85,6 +85,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         device=device,
         mvot=config.provided.mvot,
         model=model_cfg,
+        data=data_cfg,
     )
     optimizer_factory = providers.Singleton(
         f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg

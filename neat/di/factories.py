@@ -268,6 +268,7 @@ def make_objective(
     device: torch.device,
     mvot: MVoTConfig | None = None,
     model: ModelConfig | None = None,
+    data: DataConfig | None = None,
 ) -> IObjective:
     """The next-token loss (plus MVoT's discrepancy loss when `mvot.discrepancy_weight` > 0),
     or reinforce with the base as KL reference: the same weights with the adapters off (lora,
@@ -275,7 +276,7 @@ def make_objective(
     if model is not None and model.type == "vq":
         return ReconstructionObjective()
     if mvot is not None and mvot.discrepancy_weight > 0:
-        return make_discrepancy_objective(mvot, tokenizer)
+        return make_discrepancy_objective(mvot, tokenizer, data)
     if finetune.objective == "sft":
         return NextTokenLoss()
     policy = unwrap_model(parallel_model)  # on its device; sampling needs no DDP wrapper
@@ -304,23 +305,31 @@ def make_objective(
     )
 
 
-def make_discrepancy_objective(mvot: MVoTConfig, tokenizer: ITokenizer) -> IObjective:
-    """CE + weight x L_D, the distances from the codebook the image codes come from (the
-    validator made sure the tokenizer has image codes)."""
-    from neat.data.grid_world.render import codebook
+def make_discrepancy_objective(
+    mvot: MVoTConfig, tokenizer: ITokenizer, data: DataConfig | None = None
+) -> IObjective:
+    """CE + weight x L_D, the distances from the codebook the image codes come from: the
+    interleaved grid-world source's image tokenizer, else the tile codes (the validator
+    made sure the tokenizer has image codes)."""
+    from neat.data.grid_world.codec import TileCodec, codec_for
+    from neat.data.grid_world.spec import GridWorldSourceConfig
     from neat.data.image_text import ImageTextTokenizer
     from neat.models.mvot.discrepancy import codebook_distances
 
     assert isinstance(tokenizer, ImageTextTokenizer)
-    tiles = torch.from_numpy(codebook()).reshape(len(codebook()), -1).float() / 255.0
-    if tokenizer.num_codes != tiles.shape[0]:
+    sources = data.sources if data is not None else []
+    images = [
+        s for s in sources if isinstance(s, GridWorldSourceConfig) and s.reasoning == "interleaved"
+    ]
+    codec = codec_for(images[0].image_tokenizer) if images else TileCodec()
+    if tokenizer.num_codes != codec.num_codes:
         raise ConfigError(
-            f"mvot.codebook: tiles has {tiles.shape[0]} codes and data.tokenizer has "
-            f"codes: {tokenizer.num_codes}; set data.tokenizer.codes: {tiles.shape[0]}"
+            f"the image tokenizer has {codec.num_codes} codes and data.tokenizer has "
+            f"codes: {tokenizer.num_codes}; set data.tokenizer.codes: {codec.num_codes}"
         )
     return DiscrepancyObjective(
         image_code_ids=torch.tensor(tokenizer.code_ids),
-        distances=codebook_distances(tiles, mvot.metric),
+        distances=codebook_distances(codec.vectors(mvot.codebook), mvot.metric),
         weight=mvot.discrepancy_weight,
     )
 

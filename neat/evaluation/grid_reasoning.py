@@ -3,8 +3,8 @@
 MVoT (Li et al. 2025, arXiv 2501.07542) scores the final answer and, for interleaved
 reasoning, whether the generated images show the true states. Here the model writes its whole
 response greedily after the question; the answer is the text after its last ``answer: `` line,
-and each generated image is read back through the exact tile codes and compared with the
-state the moves reached at that step.
+and each generated image is read back through the source's image codes (codec.py) and
+compared with the state the moves reached at that step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
 from neat.config import register_component
-from neat.data.grid_world import GridProblem, decode_tiles
+from neat.data.grid_world import GridProblem, tile_codes
+from neat.data.grid_world.codec import StateCodec, TileCodec, decode_state
 from neat.data.grid_world.generate import problems
 from neat.data.grid_world.interleave import response_images
 from neat.data.grid_world.source import GridWorldSource
@@ -41,8 +42,9 @@ class GridReasoningEvaluatorConfig(GridProblemsConfig):
 
     Reports `acc` and `acc_<split>` (the answer), `acc_<split>_<kind>` per question kind,
     `vis_acc` and `vis_acc_<split>` (generated images equal to the true state, of all the
-    images the moves call for) when the source's reasoning is interleaved, and `val_loss`
-    (teacher-forced loss on the in-distribution reference responses).
+    images the moves call for) and `vis_redundancy` and `vis_redundancy_<split>` (generated
+    images that change a cell the move does not touch) when the source's reasoning is
+    interleaved, and `val_loss` (teacher-forced loss on the in-distribution references).
     """
 
     type: Literal["grid_reasoning"] = "grid_reasoning"
@@ -62,16 +64,39 @@ def parse_answer(text: str) -> str | None:
     return answer if newline else None
 
 
-def images_right(problem: GridProblem, text: str) -> int:
+def images_right(problem: GridProblem, text: str, codec: StateCodec | None = None) -> int:
     """How many of the response's images show the state of their step (in order)."""
+    codec = codec or TileCodec()
     right = 0
     for codes, state in zip(response_images(text), problem.states, strict=False):
         try:
-            grid, agent = decode_tiles(codes, problem.side)
+            grid, agent = decode_state(codec, codes, problem.side)
         except ValueError:  # a malformed image: wrong size, no agent, unknown codes
             continue
         right += grid == problem.grid and agent == state
     return right
+
+
+def redundant_images(problem: GridProblem, text: str, codec: StateCodec) -> tuple[int, int]:
+    """(images that change a cell the move does not touch, images of the right size).
+
+    MVoT's visualization pattern redundancy: a step moves the agent from one cell to
+    another, and any other cell that differs from the true state is a pattern drawn where
+    nothing changed."""
+    redundant = sized = 0
+    moves = zip(response_images(text), problem.positions, problem.states, strict=False)
+    for codes, before, after in moves:
+        try:
+            drawn = codec.tiles(codes, problem.side)
+        except ValueError:
+            continue
+        sized += 1
+        truth = tile_codes(problem.grid, after)
+        touched = {before[0] * problem.side + before[1], after[0] * problem.side + after[1]}
+        redundant += any(
+            d != t for i, (d, t) in enumerate(zip(drawn, truth, strict=True)) if i not in touched
+        )
+    return redundant, sized
 
 
 class GridReasoningEvaluator:
@@ -89,8 +114,10 @@ class GridReasoningEvaluator:
         precision: str = "fp32",
         batch_size: int = 64,
         max_new_tokens: int | None = None,
+        codec: StateCodec | None = None,
     ) -> None:
         self.problems = list(problems)
+        self.codec = codec or TileCodec()
         self.tokenizer = tokenizer
         self.device = device
         self.block_size = block_size
@@ -163,8 +190,12 @@ class GridReasoningEvaluator:
                 tallies[name][1] += 1
             if self.interleaved:
                 for name in ("vis_acc", f"vis_acc_{problem.split}"):
-                    tallies[name][0] += images_right(problem, text)
+                    tallies[name][0] += images_right(problem, text, self.codec)
                     tallies[name][1] += len(problem.states)
+                redundant, sized = redundant_images(problem, text, self.codec)
+                for name in ("vis_redundancy", f"vis_redundancy_{problem.split}"):
+                    tallies[name][0] += redundant
+                    tallies[name][1] += sized
         metrics = {name: hits / total for name, (hits, total) in sorted(tallies.items()) if total}
         if val_loss is not None:
             metrics["val_loss"] = val_loss
@@ -206,6 +237,7 @@ def build_grid_reasoning_evaluator(
         precision=ctx.precision,
         batch_size=cfg.batch_size,
         max_new_tokens=cfg.max_new_tokens,
+        codec=source.codec,
     )
 
 

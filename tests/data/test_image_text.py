@@ -16,6 +16,7 @@ from neat.data.image_text import (
     split_images,
 )
 from neat.data.tokenizers import load_tokenizer
+from neat.errors import DataError
 
 K = 16
 
@@ -55,11 +56,12 @@ def test_ids_and_byte_counts_cover_the_vocabulary() -> None:
         tok.decode([tok.vocab_size])
 
 
-def test_a_code_beyond_the_codebook_is_text_not_an_image() -> None:
+def test_a_code_beyond_the_codebook_is_refused_not_written_as_bytes() -> None:
+    """A VQ codebook larger than data.tokenizer.codes would otherwise turn into text."""
     tok = ImageTextTokenizer(4)
-    ids = tok.encode(image_segment([5]))  # code 5 does not exist with 4 codes
-    assert ids[0] == BOI and ids[-1] == EOI
-    assert all(i < 256 for i in ids[1:-1])  # its character went through as UTF-8 bytes
+    with pytest.raises(DataError, match=r"image code 5 is outside data.tokenizer.codes=4"):
+        tok.encode(image_segment([5]))  # code 5 does not exist with 4 codes
+    assert tok.decode(tok.encode(image_segment([3]))) == image_segment([3])
 
 
 def test_a_cut_off_image_comes_back_as_far_as_it_got() -> None:

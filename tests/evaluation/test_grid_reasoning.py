@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from neat.cli import cli
 from neat.data.grid_world import GridWorldSource, tile_codes
+from neat.data.grid_world.codec import TileCodec
 from neat.data.grid_world.spec import GridWorldSourceConfig
 from neat.data.image_text import image_segment
-from neat.evaluation.grid_reasoning import images_right, parse_answer
+from neat.evaluation.grid_reasoning import images_right, parse_answer, redundant_images
 
 CFG = GridWorldSourceConfig(type="grid_world", num_train=10, reasoning="interleaved")
 
@@ -49,6 +50,36 @@ def test_a_wrong_state_or_a_malformed_image_is_not_counted() -> None:
     )
 
 
+def test_redundancy_counts_images_that_change_cells_the_move_does_not_touch() -> None:
+    """MVoT's pattern redundancy: the agent drawn in the wrong place between its old and new
+    cell is a wrong image but not a redundant one; a changed cell elsewhere is both."""
+    source, codec = GridWorldSource(CFG), TileCodec()
+    problem = next(
+        p for p in source.problems("train", 50) if len(p.states) >= 2 and p.states[0] != p.start
+    )
+    text = source.response_of(problem)
+    assert redundant_images(problem, text, codec) == (0, len(problem.states))
+    right = tile_codes(problem.grid, problem.states[0])
+    # the agent left where it stood: a wrong state, inside the area the move modifies
+    stayed = text.replace(
+        image_segment(right), image_segment(tile_codes(problem.grid, problem.start)), 1
+    )
+    assert redundant_images(problem, stayed, codec) == (0, len(problem.states))
+    assert images_right(problem, stayed) == len(problem.states) - 1
+    # a floor cell far from the move turned into a hole: a pattern where nothing changed
+    touched = {problem.start, problem.states[0]}
+    far = next(
+        i for i, code in enumerate(right) if code == 0 and divmod(i, problem.side) not in touched
+    )
+    extra = [2 if i == far else code for i, code in enumerate(right)]
+    changed = text.replace(image_segment(right), image_segment(extra), 1)
+    assert redundant_images(problem, changed, codec) == (1, len(problem.states))
+    assert images_right(problem, changed) == len(problem.states) - 1
+    # an image of the wrong size is neither: it is left out of the count
+    cut = text.replace(image_segment(right), image_segment([0, 1]), 1)
+    assert redundant_images(problem, cut, codec) == (0, len(problem.states) - 1)
+
+
 def run_with(tmp_path: Path, reasoning: str) -> dict[str, float]:
     tokenizer = "{type: image_text, codes: 7}" if reasoning == "interleaved" else "{type: byte}"
     config = tmp_path / f"{reasoning}.yaml"
@@ -72,6 +103,7 @@ def test_a_run_reports_task_and_visualization_accuracy(tmp_path: Path) -> None:
     for split in ("id", "heldout", "ood"):
         assert 0.0 <= interleaved[f"acc_{split}"] <= 1.0
         assert 0.0 <= interleaved[f"vis_acc_{split}"] <= 1.0
+        assert 0.0 <= interleaved.get(f"vis_redundancy_{split}", 0.0) <= 1.0
     assert interleaved["val_loss"] > 0
     text = run_with(tmp_path, "text")
     assert "acc_ood" in text and not any(k.startswith("vis_acc") for k in text)

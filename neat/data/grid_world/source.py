@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterator
 
 from neat.config import register_component
+from neat.data.grid_world.codec import StateCodec, codec_for
 from neat.data.grid_world.generate import (
     GENERATOR_VERSION,
     GridProblem,
@@ -35,6 +36,14 @@ class GridWorldSource:
     def __init__(self, cfg: GridWorldSourceConfig, format: str = "prompt_response") -> None:
         self.cfg = cfg
         self.format = format  # the data format the token cache prepares (masks or not)
+        self._codec: StateCodec | None = None
+
+    @property
+    def codec(self) -> StateCodec:
+        """How the images of interleaved reasoning are coded (loaded on first use)."""
+        if self._codec is None:
+            self._codec = codec_for(self.cfg.image_tokenizer)
+        return self._codec
 
     def documents(self) -> Iterator[Document]:
         for index in range(self.cfg.num_train):
@@ -52,19 +61,25 @@ class GridWorldSource:
                 },
             )
 
+    @property
+    def image_codes(self) -> int | None:
+        """The codebook size images are written in (None: no images)."""
+        return self.codec.num_codes if self.cfg.reasoning == "interleaved" else None
+
     def response_of(self, problem: GridProblem) -> str:
         """What a document trains on after the question (words, or words and images)."""
         if self.cfg.reasoning == "text":
             return problem.response
-        return interleaved_response(problem)
+        return interleaved_response(problem, self.codec)
 
     def problems(self, split: Split, n: int) -> list[GridProblem]:
         return problems(self.cfg, split, n)
 
     def fingerprint(self) -> str:
         """Everything the training documents depend on (not `weight`, not `test`)."""
-        spec = self.cfg.model_dump_json(exclude={"weight", "test"})
-        text = f"{self.kind}:{GENERATOR_VERSION}:{self.format}:{spec}"
+        spec = self.cfg.model_dump_json(exclude={"weight", "test", "image_tokenizer"})
+        codes = self.codec.fingerprint() if self.cfg.reasoning == "interleaved" else "-"
+        text = f"{self.kind}:{GENERATOR_VERSION}:{self.format}:{spec}:{codes}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def describe(self) -> str:
@@ -73,8 +88,13 @@ class GridWorldSource:
             f"grid world ({cfg.task}): {cfg.num_train:,} problems, sides {list(cfg.size)}, "
             f"{list(cfg.num_actions)} moves, questions {'/'.join(cfg.questions)}, seed "
             f"{cfg.seed}, {cfg.holdout_fraction:.0%} held out; test (OOD): sides "
-            f"{list(cfg.test.size)}"
+            f"{list(cfg.test.size)}{self._images()}"
         )
+
+    def _images(self) -> str:
+        if self.cfg.reasoning != "interleaved":
+            return ""
+        return f"; images in the {self.cfg.image_tokenizer or 'tile'} codes"
 
 
 def build_grid_world_source(cfg: GridWorldSourceConfig, ctx: SourceContext) -> GridWorldSource:

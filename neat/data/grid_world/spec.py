@@ -24,6 +24,7 @@ from typing import Literal, get_args
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from neat.config import SourceConfig, StrictModel
+from neat.config.base import PathStr
 from neat.data.synthetic_math.spec import _distinct
 
 __all__ = [
@@ -104,6 +105,12 @@ class GridWorldSourceConfig(SourceConfig):
         description="text: a chain of thought in words; interleaved (MVoT): each step followed "
         "by the image of its state as tile codes (needs data.tokenizer.type: image_text)",
     )
+    image_tokenizer: PathStr | None = Field(
+        default=None,
+        description="interleaved images as the codes of this trained VQ run (neat train -c "
+        "examples/vq_grid.yaml; data.tokenizer.codes = its codebook_size); default: the "
+        "exact tile codes (7)",
+    )
 
     @field_validator("size", "num_actions")
     @classmethod
@@ -123,6 +130,15 @@ class GridWorldSourceConfig(SourceConfig):
             raise ValueError(
                 f"test.size {list(self.test.size)} overlaps size {list(self.size)}; the ood "
                 "split must draw grid sides that training never does"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _images_need_interleaving(self) -> GridWorldSourceConfig:
+        if self.image_tokenizer is not None and self.reasoning != "interleaved":
+            raise ValueError(
+                "image_tokenizer writes the images of interleaved reasoning, and reasoning is "
+                f"{self.reasoning}: set reasoning: interleaved, or remove image_tokenizer"
             )
         return self
 
