@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
+import structlog
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
@@ -35,6 +36,8 @@ from neat.optimization.precision import autocast
 __all__ = ["GridReasoningEvaluator", "GridReasoningEvaluatorConfig", "parse_answer"]
 
 ANSWER = "answer: "
+
+log = structlog.get_logger(__name__)
 
 
 class GridReasoningEvaluatorConfig(GridProblemsConfig):
@@ -129,6 +132,21 @@ class GridReasoningEvaluator:
         self.references = [tokenizer.encode(r) for r in responses]
         longest = max(len(r) for r in self.references)
         self.max_new_tokens = max_new_tokens or longest + 16
+        needed = max(len(p) + len(r) for p, r in zip(self.prompts, self.references, strict=True))
+        if needed > block_size:
+            cut = sum(
+                len(p) + len(r) > block_size
+                for p, r in zip(self.prompts, self.references, strict=True)
+            )
+            log.warning(
+                "grid_reasoning_context_too_short",
+                problems=cut,
+                of=len(self.problems),
+                needed=needed,
+                block_size=block_size,
+                hint=f"their responses cannot fit after the question, so they count as wrong; "
+                f"set model.block_size to at least {needed}",
+            )
 
     def _generate(self, model: IModel, prompts: list[list[int]]) -> list[str]:
         """Greedy responses of equal-length prompts, stopped once every row has answered."""

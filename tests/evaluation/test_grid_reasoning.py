@@ -107,3 +107,27 @@ def test_a_run_reports_task_and_visualization_accuracy(tmp_path: Path) -> None:
     assert interleaved["val_loss"] > 0
     text = run_with(tmp_path, "text")
     assert "acc_ood" in text and not any(k.startswith("vis_acc") for k in text)
+
+
+def test_a_context_too_short_for_the_responses_is_named() -> None:
+    """Generation stops at the context: answers that cannot fit would count as wrong unseen."""
+    import torch
+    from structlog.testing import capture_logs
+
+    from neat.data.image_text import ImageTextTokenizer
+    from neat.evaluation.grid_reasoning import GridReasoningEvaluator
+
+    source = GridWorldSource(CFG)
+    drawn = source.problems("test_ood", 4)
+    with capture_logs() as logs:
+        GridReasoningEvaluator(
+            drawn,
+            ImageTextTokenizer(7),
+            torch.device("cpu"),
+            block_size=128,
+            interleaved=True,
+            responses=[source.response_of(p) for p in drawn],
+        )
+    warning = next(e for e in logs if e["event"] == "grid_reasoning_context_too_short")
+    assert warning["problems"] == 4 and warning["needed"] > 128
+    assert f"model.block_size to at least {warning['needed']}" in warning["hint"]
