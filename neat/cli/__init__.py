@@ -8,6 +8,7 @@ from rich.console import Console
 
 from neat import __version__
 from neat.cli.adapt import adapt
+from neat.cli.baseline import baseline
 from neat.cli.blt import blt
 from neat.cli.checkpoints import checkpoints
 from neat.cli.clean import clean
@@ -67,6 +68,7 @@ for _command in (
     checkpoints,
     adapt,
     vq,
+    baseline,
 ):
     cli.add_command(_command)
 
