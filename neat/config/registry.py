@@ -58,7 +58,13 @@ Builder = Callable[[Any, Any], Any]
 
 # Where neat's own component types live, per section (imported on first lookup).
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "model": ("neat.models.gpt", "neat.models.blt", "neat.models.titans", "neat.models.vq"),
+    "model": (
+        "neat.models.gpt",
+        "neat.models.blt",
+        "neat.models.titans",
+        "neat.models.vq",
+        "neat.models.unified",
+    ),
     "source": (
         "neat.data.sources",
         "neat.data.synthetic_math",

@@ -13,6 +13,7 @@ from neat.config.base import (
     OptimizerConfig,
     StrictModel,
 )
+from neat.config.components import check_components, configure_from_components
 from neat.config.data import DataConfig
 from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
@@ -123,7 +124,13 @@ class ExperimentConfig(StrictModel):
         if not isinstance(raw, dict):
             return raw
         # validated even when absent, so its relative paths resolve against the config's folder
-        return {"indexing": {}, **migrate(raw)}
+        # the unified model's svf and mvot components set the finetune and mvot sections
+        return configure_from_components({"indexing": {}, **migrate(raw)})
+
+    @model_validator(mode="after")
+    def _components_fit_the_experiment(self) -> ExperimentConfig:
+        check_components(self)
+        return self
 
     @model_validator(mode="after")
     def _stream_needs_state(self) -> ExperimentConfig:

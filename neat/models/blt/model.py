@@ -248,18 +248,20 @@ class LocalEncoder(nn.Module):
 
 
 class GlobalTransformer(nn.Module):
-    """The latent transformer: causal over patch states (paper §3.1); most of the FLOPs."""
+    """The latent transformer: causal over patch states (paper §3.1); most of the FLOPs.
 
-    def __init__(self, cfg: BLTConfig) -> None:
+    `make_block()` builds each of its blocks, attention by default; another causal
+    (B, P, D) -> (B, P, D) mixer fits (the unified model puts Titans' memory here)."""
+
+    def __init__(self, cfg: BLTConfig, make_block: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
         d_in = cfg.cross_attn_k * cfg.local_dim
         d = cfg.global_dim
         self.in_proj: nn.Module = nn.Linear(d_in, d, bias=cfg.bias) if d_in != d else nn.Identity()
         self.pos = POSITIONS[cfg.position](cfg.block_size, d, cfg)  # at most one patch per byte
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(
-            _block(d, cfg.global_heads, cfg) for _ in range(cfg.global_layers)
-        )
+        build = make_block or (lambda: _block(d, cfg.global_heads, cfg))
+        self.blocks = nn.ModuleList(build() for _ in range(cfg.global_layers))
         self.ln_f = NORMS[cfg.norm](d, cfg)
 
     def forward(self, patches: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
@@ -324,15 +326,24 @@ class BLT(nn.Module):
     default, an entropy patcher when `model.entropy_model` names one (`build_blt`).
     """
 
-    def __init__(self, cfg: BLTConfig, vocab_size: int) -> None:
+    def __init__(
+        self,
+        cfg: BLTConfig,
+        vocab_size: int,
+        global_block: Callable[[], nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.vocab_size = vocab_size
         padded = -(-vocab_size // cfg.pad_vocab_multiple) * cfg.pad_vocab_multiple
         self.encoder = LocalEncoder(cfg, padded)
-        self.global_model = GlobalTransformer(cfg)
+        self.global_model = GlobalTransformer(cfg, global_block)
         self.decoder = LocalDecoder(cfg, padded)
         gpt2_init(self, cfg.encoder_layers + cfg.global_layers + cfg.decoder_layers)
+        for module in self.modules():  # gates that must not start at zero (Titans' memory)
+            reset = getattr(module, "reset_gates", None)
+            if callable(reset):
+                reset()
         nn.init.normal_(self.decoder.start, mean=0.0, std=0.02)
         # a plain callable, not a submodule: a frozen entropy model stays out of the
         # parameters, the optimizer and the checkpoint
