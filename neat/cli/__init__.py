@@ -7,6 +7,7 @@ import click
 from rich.console import Console
 
 from neat import __version__
+from neat.cli.ablate import ablate
 from neat.cli.adapt import adapt
 from neat.cli.baseline import baseline
 from neat.cli.blt import blt
@@ -67,6 +68,7 @@ for _command in (
     blt,
     checkpoints,
     adapt,
+    ablate,
     vq,
     baseline,
 ):

@@ -32,6 +32,9 @@ class ComponentWarning:
         return f"components.{self.component}: {self.why}"
 
 
+_said: set[ComponentWarning] = set()
+
+
 def _on(section: Any) -> bool:
     return section is not None and section is not False
 
@@ -132,5 +135,7 @@ def check_components(config: ExperimentConfig) -> list[ComponentWarning]:
             )
         )
     for warning in warnings:
-        log.warning("component_warning", component=warning.component, why=warning.why)
+        if warning not in _said:  # validation repeats (each load of a config): say it once
+            _said.add(warning)
+            log.warning("component_warning", component=warning.component, why=warning.why)
     return warnings
