@@ -209,7 +209,8 @@ def finished(run_dir: Path) -> bool:
 def _config_for(run: AblationRun, out: Path) -> Path:
     cfg = json.loads(json.dumps(run.config))
     if run.after is not None:
-        cfg["model"]["init_from"] = str(out / "runs" / run.after)
+        # absolute: a relative path in a config resolves against the config's folder
+        cfg["model"]["init_from"] = str((out / "runs" / run.after).resolve())
     path = out / "configs" / f"{run.key}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, yaml.safe_dump(cfg, sort_keys=False))

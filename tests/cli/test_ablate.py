@@ -214,3 +214,15 @@ def test_a_killed_ablation_resumes_without_redoing_finished_runs(tmp_path: Path)
     assert len(starts) == 2 and starts[1]["step"] >= 5  # resumed from its checkpoint
     rows = (out / "ablation.jsonl").read_text().splitlines()
     assert len(rows) == 2
+
+
+def test_an_svf_run_reads_its_base_by_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative --out must not become a path relative to the written config's folder."""
+    from neat.training.ablation import AblationRun, _config_for
+
+    monkeypatch.chdir(tmp_path)
+    run = AblationRun("svf-s0", "svf", 0, {"model": {"init_from": "<after>"}}, 10, "none-s0")
+    written = yaml.safe_load(_config_for(run, Path("abl")).read_text())
+    assert written["model"]["init_from"] == str(tmp_path / "abl" / "runs" / "none-s0")
