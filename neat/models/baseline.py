@@ -9,7 +9,6 @@ size) without knowing how each type lays out its parameters.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +19,7 @@ import torch
 
 from neat.config import ExperimentConfig, ModelConfig, build, validate_config
 from neat.errors import ConfigError
-from neat.interfaces.contexts import ModelContext
+from neat.interfaces.contexts import ModelContext, TokenizerContext
 from neat.models.gpt import GPTConfig
 
 __all__ = ["BaselineMatch", "count_params", "matched_baseline", "vocab_size_of"]
@@ -70,20 +69,19 @@ def _build_on_cpu(model_cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
 
 
 def vocab_size_of(config: ExperimentConfig) -> int:
-    """The vocabulary the run's model gets: `model.vocab_size` when set, else the tokenizer's.
-
-    The tokenizer comes from the container, exactly as `neat train` builds it (a char or BPE
-    tokenizer is fitted on the corpus, or found in the token cache), so the count is the one
-    training would see. The container's run directory is a temporary path that is never
-    created: building the tokenizer writes nothing but caches.
-    """
+    """The vocabulary the run's model gets: `model.vocab_size` when set, else the tokenizer's,
+    built from the data section as training builds it (a char or BPE tokenizer is fitted on
+    the corpus, or found in the token cache): building it writes nothing but caches."""
     if config.model.vocab_size is not None:
         return config.model.vocab_size
-    from neat.di import build_container
+    from neat.data import default_cache_dir
+    from neat.data.sources import build_data_source
 
-    with tempfile.TemporaryDirectory(prefix="neat-baseline-") as tmp:
-        container = build_container(config, run_dir=Path(tmp) / "run")
-        vocab_size: int = container.tokenizer().vocab_size
+    data = config.data
+    source = build_data_source(data, config.indexing)
+    cache_dir = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    tokenizer = build("tokenizer", data.tokenizer, TokenizerContext(source, cache_dir))
+    vocab_size: int = tokenizer.vocab_size
     return vocab_size
 
 
