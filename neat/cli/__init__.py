@@ -17,6 +17,7 @@ from neat.cli.config import config, init
 from neat.cli.data import data
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
+from neat.cli.report import report
 from neat.cli.train import bench, train
 from neat.cli.vq import vq
 
@@ -71,6 +72,7 @@ for _command in (
     ablate,
     vq,
     baseline,
+    report,
 ):
     cli.add_command(_command)
 
