@@ -141,7 +141,8 @@ def _stat_cell(stats: dict[str, Any] | None) -> str:
     text = _format(stats.get("mean", math.nan))
     if stats.get("n", 0) > 1:
         text += f" ± {_format(stats.get('std', math.nan))}"
-        text += f" [{_format(stats.get('ci_low', math.nan))}, {_format(stats.get('ci_high', math.nan))}]"
+        low, high = stats.get("ci_low", math.nan), stats.get("ci_high", math.nan)
+        text += f" [{_format(low)}, {_format(high)}]"
     return text
 
 

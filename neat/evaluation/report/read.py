@@ -103,13 +103,17 @@ def _read_run(path: Path) -> RunData:
         name=path.resolve().name,
         config=loaded if isinstance(loaded, dict) else {},
         config_text=text,
-        start=(by_event.get("run_start") or [None])[-1],
-        end=(by_event.get("run_end") or [None])[-1],
+        start=_last(by_event.get("run_start")),
+        end=_last(by_event.get("run_end")),
         train=by_event.get("train", []),
         evals=by_event.get("eval", []),
         checkpoints=_checkpoints(path / "checkpoints"),
         sample=sample,
     )
+
+
+def _last(rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return rows[-1] if rows else None
 
 
 def _checkpoints(folder: Path) -> list[str]:
