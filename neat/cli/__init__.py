@@ -18,6 +18,7 @@ from neat.cli.data import data
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
 from neat.cli.report import report
+from neat.cli.runs import runs
 from neat.cli.sweep import sweep
 from neat.cli.train import bench, train
 from neat.cli.vq import vq
@@ -75,6 +76,7 @@ for _command in (
     baseline,
     report,
     sweep,
+    runs,
 ):
     cli.add_command(_command)
 

@@ -414,8 +414,11 @@ def make_monitors(
     source: IDataSource,
     dist: DistInfo = SINGLE,
 ) -> list[IMonitor]:
-    """The configured monitors, and one refresher per source that refreshes during training.
+    """The configured monitors, one refresher per source that refreshes during training, and
+    the run registry of the runs folder (always: `neat runs list` should know every run).
     Only rank 0 watches a run: one progress display, one metrics.jsonl, one log.jsonl."""
+    from neat.monitoring.registry_monitor import RegistryMonitor
+
     if not dist.is_main:
         return []
     ctx = MonitorContext(run_dir=run_dir, console=console, progress_mode=monitoring.progress)
@@ -423,7 +426,7 @@ def make_monitors(
     refreshers: list[IMonitor] = [
         RefreshMonitor(part, part.reindex_interval) for part in live_parts(source)
     ]
-    return monitors + refreshers
+    return [*monitors, *refreshers, RegistryMonitor(run_dir)]
 
 
 def run_files_writer(
