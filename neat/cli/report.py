@@ -1,4 +1,4 @@
-"""`neat report`: an HTML page of runs and ablations, with their plots as PNG files beside it."""
+"""`neat report`: an HTML page of runs, ablations and sweeps, their plots as PNGs beside it."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ __all__ = ["report"]
 )
 @user_errors
 def report(paths: tuple[Path, ...], out: Path) -> None:
-    """Report RUN_OR_ABLATION [MORE ...] as one self-contained HTML page.
+    """Report RUN_OR_ABLATION_OR_SWEEP [MORE ...] as one self-contained HTML page.
 
     A run directory (metrics.jsonl) shows its loss, lr, throughput and eval curves, final
     values, checkpoints and resolved config; several runs are also overlaid with their config
     differences; an ablation directory (summary.json, ablation.jsonl) shows a bar chart per
-    main metric with 95% intervals and its summary table. Needs matplotlib (neat[plots]).
+    main metric with 95% intervals and its summary table; a sweep directory (sweep.json)
+    shows the score of every trial, the score against each searched key, the trials' loss
+    curves and a table of the trials. Needs matplotlib (neat[plots]).
     """
     from neat.evaluation.report import build_report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,9 +96,6 @@ def sweep(
         seed=seed,
         say=lambda line: click.echo(line, err=True),
     )
-    write_text_atomic(
-        out / "trials.jsonl", "".join(json.dumps(row) + "\n" for row in result.trials)
-    )
     click.echo(f"| trial | {' | '.join(space)} | {metric} | state |")
     click.echo("|---" * (len(space) + 3) + "|")
     for row in result.trials:
@@ -118,3 +116,7 @@ def sweep(
         f"best: trial {result.best['number']}, {metric} {result.best['value']:.4f} "
         f"({', '.join(best_sets)}); config in {out / 'best.yaml'}"
     )
+    if importlib.util.find_spec("matplotlib") is not None:
+        from neat.evaluation.report import build_report
+
+        click.echo(f"report: {build_report([out], out / 'report.html').html}")

@@ -83,6 +83,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.monitoring.console",
         "neat.monitoring.structlog_monitor",
         "neat.monitoring.metrics_file",
+        "neat.monitoring.report_monitor",
     ),
 }
 

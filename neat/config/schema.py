@@ -88,6 +88,8 @@ class MonitoringConfig(StrictModel):
         repeated = sorted({str(n) for n in names if names.count(n) > 1})
         if repeated:  # two console monitors would fight over one live display
             raise ValueError(f"monitor {repeated[0]!r} is listed twice")
+        if "report" in names and "metrics" not in names:  # the report draws metrics.jsonl
+            raise ValueError("monitor 'report' draws from metrics.jsonl: list 'metrics' too")
         return sections
 
     @field_serializer("monitors")

@@ -25,11 +25,14 @@ from typing import Any, Literal
 
 from neat.config.sweep import Choice, FloatRange, IntRange, Parameter, grid_values
 from neat.errors import ConfigError, NeatError
+from neat.files import write_text_atomic
 
-__all__ = ["Strategy", "SweepResult", "run_sweep", "trial_key"]
+__all__ = ["SWEEP_FILE", "TRIALS_FILE", "Strategy", "SweepResult", "run_sweep", "trial_key"]
 
 Strategy = Literal["grid", "random", "bayes"]
 STUDY = "study.sqlite"
+SWEEP_FILE = "sweep.json"  # what was asked: `neat report` tells a sweep folder by it
+TRIALS_FILE = "trials.jsonl"  # every trial so far, rewritten after each one
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,18 @@ def run_sweep(
     if strategy == "grid":
         _enqueue_grid(study, space)
     config = config_path.resolve()
+    asked = {
+        "config": str(config),
+        "overrides": list(overrides),
+        "strategy": strategy,
+        "trials": trials,
+        "metric": metric,
+        "direction": direction,
+        "prune": prune,
+        "seed": seed,
+        "space": {key: parameter.model_dump(mode="json") for key, parameter in space.items()},
+    }
+    write_text_atomic(out / SWEEP_FILE, json.dumps(asked, indent=2) + "\n")
     while True:
         counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         done = study.get_trials(deepcopy=False, states=counted)
@@ -181,22 +196,33 @@ def run_sweep(
         command += sets
         (out / "logs").mkdir(exist_ok=True)
         say(f"trial {trial.number} {key}: {params}")
+        _write_trials(_result(study, out), out)  # the running trial shows in a report
         pruned = _train(command, run_dir, trial, metric, prune, out / "logs" / f"{key}.log")
         values = [value for _, value in _evals(run_dir, metric)]
         if pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            _write_trials(_result(study, out), out)
             say(f"trial {trial.number}: pruned")
             continue
         if not values:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _write_trials(_result(study, out), out)
             raise ConfigError(
                 f"trial {trial.number} reported no {metric}: name a metric its evaluator "
                 f"reports (--metric), and make evaluation.interval divide training.max_steps"
             )
         best = min(values) if direction == "minimize" else max(values)
         study.tell(trial, best)
+        _write_trials(_result(study, out), out)
         say(f"trial {trial.number}: {metric} {best:.4f}")
-    return _result(study, out)
+    result = _result(study, out)
+    _write_trials(result, out)
+    return result
+
+
+def _write_trials(result: SweepResult, out: Path) -> None:
+    text = "".join(json.dumps(row) + "\n" for row in result.trials)
+    write_text_atomic(out / TRIALS_FILE, text)
 
 
 def _enqueue_grid(study: Any, space: dict[str, Parameter]) -> None:

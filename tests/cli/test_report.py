@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
@@ -129,3 +130,41 @@ def test_a_path_that_is_neither_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 2
     assert str(tmp_path) in result.output and "metrics.jsonl" in result.output
+
+
+def test_a_sweep_in_progress_shows_its_trials_and_the_best_so_far(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "sweep"
+    asked = {
+        "strategy": "bayes",
+        "trials": 4,
+        "metric": "val_loss",
+        "direction": "minimize",
+        "space": {"optimization.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}},
+    }
+    trials = []
+    for number, (run, state) in enumerate(zip(runs, ("complete", "running"), strict=True)):
+        shutil.copytree(
+            run, folder / "trials" / f"t{number}", ignore=shutil.ignore_patterns(".lock")
+        )
+        lr = yaml.safe_load((run / "config.yaml").read_text())["optimization"]["lr"]
+        value = 2.5 if state == "complete" else None
+        trials.append({"number": number, "params": {"optimization.lr": lr}, "value": value,
+                       "state": state, "run_dir": f"/elsewhere/trials/t{number}"})  # fmt: skip
+    (folder / "sweep.json").write_text(json.dumps(asked), encoding="utf-8")
+    (folder / "trials.jsonl").write_text("\n".join(map(json.dumps, trials)), encoding="utf-8")
+
+    out = _report(tmp_path, folder)
+    text = out.read_text(encoding="utf-8")
+    assert "1 of 4 done" in text and "<td>running</td>" in text
+    assert "trial 0: val_loss 2.5 with optimization.lr = 0.001" in text
+    names = {p.name for p in (tmp_path / "report_plots").iterdir()}
+    # the trial dirs were found beside sweep.json, though trials.jsonl names another place
+    assert names == {
+        "01-sweep-trials.png",
+        "01-sweep-by_optimization_lr.png",
+        "01-sweep-compare_train_loss.png",
+        "01-sweep-compare_val_loss.png",
+    }
+    assert len(_parse(out).images) == 4

@@ -53,6 +53,18 @@ def test_grid_search_covers_the_grid_exactly(tiny_config: Path, tmp_path: Path) 
     assert seen == [(1.0e-3, 0), (1.0e-3, 2), (3.0e-3, 0), (3.0e-3, 2)]
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["optimization"]["lr"] in (1.0e-3, 3.0e-3) and "best: trial" in stdout
+    # the sweep's report: the score per trial, by each key, the trials' curves, the table
+    plots = {p.name.split("-", 2)[-1] for p in (out / "report_plots").glob("*.png")}
+    assert plots == {
+        "trials.png",
+        "by_optimization_lr.png",
+        "by_optimization_warmup_steps.png",
+        "compare_train_loss.png",
+        "compare_val_loss.png",
+    }
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("<img src='data:image/png;base64,") == 5
+    assert "4 of 4 done" in page and page.count("<td>complete</td>") == 4
 
 
 def test_random_and_bayes_run_n_distinct_trials_and_resume(

@@ -118,13 +118,13 @@ def test_resume_auto_finds_the_newest_run_of_the_config(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke("train", "-c", str(tiny_config), "--set", "training.max_steps=10")[0] == 0
-    [run] = list((tmp_path / "runs").iterdir())
+    [run] = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     assert run.name.startswith("tiny-")
     code, _, err = invoke(
         "train", "-c", str(tiny_config), "--resume", "auto", "--set", "training.max_steps=15"
     )
     assert code == 0, err
-    assert list((tmp_path / "runs").iterdir()) == [run]  # continued, not a new run
+    assert [p for p in (tmp_path / "runs").iterdir() if p.is_dir()] == [run]  # not a new run
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"]
     assert steps == list(range(1, 16))
 

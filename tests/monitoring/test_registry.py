@@ -18,6 +18,7 @@ from neat.errors import ConfigError
 from neat.interfaces import IMonitor
 from neat.interfaces.contexts import MonitorContext
 from neat.monitoring import ConsoleMonitor, MetricsFileMonitor, StructlogMonitor
+from neat.monitoring.registry_monitor import RegistryMonitor
 
 
 class _Recorder:
@@ -61,7 +62,7 @@ def _monitoring(monitors: object) -> MonitoringConfig:
 
 
 def test_builds_the_default_monitors_in_order(tmp_path: Path) -> None:
-    console, structured, metrics = _monitors(
+    console, structured, metrics, registry = _monitors(
         tmp_path, _monitoring(["console", "structlog", "metrics"])
     )
 
@@ -70,7 +71,8 @@ def test_builds_the_default_monitors_in_order(tmp_path: Path) -> None:
     assert isinstance(structured, StructlogMonitor)
     assert isinstance(metrics, MetricsFileMonitor)
     assert metrics.path == tmp_path / "metrics.jsonl"
-    assert all(isinstance(m, IMonitor) for m in (console, structured, metrics))
+    assert isinstance(registry, RegistryMonitor)  # always last: every run is listed
+    assert all(isinstance(m, IMonitor) for m in (console, structured, metrics, registry))
 
 
 def test_unknown_name_is_a_config_error_listing_known_names() -> None:
@@ -78,7 +80,7 @@ def test_unknown_name_is_a_config_error_listing_known_names() -> None:
         _monitoring(["console", "tensorbored"])
     message = str(info.value)
     assert "monitoring.monitors.1: unknown monitor type 'tensorbored'" in message
-    assert "known types: console, metrics, recorder, structlog" in message
+    assert "known types: console, metrics, recorder, report, structlog" in message
 
 
 def test_duplicate_name_is_a_config_error() -> None:
@@ -88,7 +90,7 @@ def test_duplicate_name_is_a_config_error() -> None:
 
 def test_a_registered_monitor_takes_options_and_names_are_not_shadowed(tmp_path: Path) -> None:
     monitoring = _monitoring(["recorder", {"type": "recorder", "prefix": "x"}][1:])
-    [monitor] = _monitors(tmp_path, monitoring)
+    monitor, _registry = _monitors(tmp_path, monitoring)
     assert isinstance(monitor, _Recorder) and monitor.prefix == "x"
     with pytest.raises(ValueError, match="already registered"):
         register_component("monitor", type("Other", (RecorderConfig,), {}), _build_recorder)

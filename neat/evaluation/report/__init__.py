@@ -1,5 +1,5 @@
 """`neat report`: one self-contained HTML page (and its plots as PNG files beside it) for
-runs and ablations, so results can be read and shared without a notebook or a network."""
+runs, ablations and sweeps, so results can be read and shared without a notebook or a network."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from neat.evaluation.report.html import ablation_section, comparison_section, page, run_section
+from neat.evaluation.report.html import (
+    ablation_section,
+    comparison_section,
+    page,
+    run_section,
+    sweep_section,
+)
 from neat.evaluation.report.plots import (
     Plot,
     ablation_plots,
     comparison_plots,
     run_plots,
+    sweep_plots,
 )
-from neat.evaluation.report.read import AblationData, RunData, config_diff, read_path
+from neat.evaluation.report.read import AblationData, RunData, SweepData, config_diff, read_path
+from neat.files import write_bytes_atomic, write_text_atomic
 
 __all__ = ["Report", "build_report", "plot_dir"]
 
@@ -37,7 +45,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "item"
 
 
-def _unique_names(items: Sequence[RunData | AblationData]) -> None:
+def _unique_names(items: Sequence[RunData | AblationData | SweepData]) -> None:
     """Two runs both called `run` (different parents) get `run`, `run-2` in legends."""
     seen: dict[str, int] = {}
     for item in items:
@@ -48,7 +56,8 @@ def _unique_names(items: Sequence[RunData | AblationData]) -> None:
 
 
 def build_report(paths: Sequence[Path], out: Path) -> Report:
-    """Read every path (run or ablation), draw, and write the page and the PNGs."""
+    """Read every path (run, ablation or sweep), draw, and write the page and the PNGs; each
+    file is replaced whole, so a page open in a browser never reloads half written."""
     items = [read_path(path) for path in paths]
     _unique_names(items)
     sections: list[str] = []
@@ -63,6 +72,9 @@ def build_report(paths: Sequence[Path], out: Path) -> Report:
         if isinstance(item, RunData):
             plots = run_plots(item, prefix)
             sections.append(run_section(item, plots))
+        elif isinstance(item, SweepData):
+            plots = sweep_plots(item, prefix)
+            sections.append(sweep_section(item, plots))
         else:
             plots = ablation_plots(item, prefix)
             sections.append(ablation_section(item, plots))
@@ -74,7 +86,9 @@ def build_report(paths: Sequence[Path], out: Path) -> Report:
     files = []
     for plot in all_plots:
         file = folder / f"{plot.name}.png"
-        file.write_bytes(plot.png)
+        write_bytes_atomic(file, plot.png)
         files.append(file)
-    out.write_text(page(title, sections), encoding="utf-8")
+    for stale in set(folder.glob("*.png")) - set(files):  # from an earlier, longer report
+        stale.unlink(missing_ok=True)
+    write_text_atomic(out, page(title, sections))
     return Report(html=out, plots=files)

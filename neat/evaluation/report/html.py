@@ -4,16 +4,18 @@ it opens anywhere without a network; every text from a run is escaped."""
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from neat.evaluation.ablation_table import TABLE_METRICS
 from neat.evaluation.report.plots import Plot
-from neat.evaluation.report.read import AblationData, RunData, final_values
+from neat.evaluation.report.read import AblationData, RunData, SweepData, final_values
 
-__all__ = ["ablation_section", "comparison_section", "page", "run_section"]
+__all__ = ["ablation_section", "comparison_section", "page", "run_section", "sweep_section"]
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1250px; margin: 1.5em auto;
@@ -176,3 +178,46 @@ def ablation_section(ablation: AblationData, plots: Sequence[Plot]) -> str:
         parts += ["<h3>Versus baseline (mean paired difference [95% CI], t-test p)</h3>"]
         parts.append(_table(["variant", *metrics], diff_rows))
     return "\n".join(parts) + "\n</section>"
+
+
+def sweep_section(sweep: SweepData, plots: Sequence[Plot]) -> str:
+    """What was searched, the best trial, the plots and every trial's values and score."""
+    asked = sweep.asked
+    metric = str(asked.get("metric", "value"))
+    counted = [t for t in sweep.trials if t.get("state") in ("complete", "pruned")]
+    meta = [
+        ("strategy", asked.get("strategy", "?")),
+        ("metric", f"{metric} ({asked.get('direction', 'minimize')})"),
+        ("trials", f"{len(counted)} of {asked.get('trials', '?')} done"),
+        ("path", str(sweep.path)),
+    ]
+    spans = "".join(f"<span>{escape(k)}: {escape(str(v))}</span>" for k, v in meta)
+    best = sweep.best
+    best_text = (
+        f"trial {best.get('number')}: {metric} {_format(best.get('value'))} with "
+        + ", ".join(f"{k} = {_format(v)}" for k, v in (best.get("params") or {}).items())
+        if best
+        else "no trial has finished yet"
+    )
+    rows = [
+        (
+            t.get("number", "?"),
+            *((t.get("params") or {}).get(k, "-") for k in sweep.keys),
+            "-" if t.get("value") is None else t.get("value"),
+            t.get("state", "?"),
+            Path(str(t.get("run_dir", ""))).name,
+        )
+        for t in sweep.trials
+    ]
+    space = asked.get("space") or {}
+    return "\n".join(
+        [
+            f"<section>\n<h2>Sweep {escape(sweep.name)}</h2>\n<p class='meta'>{spans}</p>",
+            f"<p><b>Best</b>: {escape(best_text)}</p>",
+            _plots(plots),
+            "<h3>Trials</h3>",
+            _table(["trial", *sweep.keys, metric, "state", "run"], rows),
+            "<details><summary>Search space</summary>"
+            f"<pre>{escape(json.dumps(space, indent=2))}</pre></details>\n</section>",
+        ]
+    )

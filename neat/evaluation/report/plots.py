@@ -15,13 +15,21 @@ from neat.errors import ConfigError
 from neat.evaluation.report.read import (
     AblationData,
     RunData,
+    SweepData,
     eval_elapsed,
     eval_keys,
     memory_keys,
     series,
 )
 
-__all__ = ["ABLATION_METRICS", "Plot", "ablation_plots", "comparison_plots", "run_plots"]
+__all__ = [
+    "ABLATION_METRICS",
+    "Plot",
+    "ablation_plots",
+    "comparison_plots",
+    "run_plots",
+    "sweep_plots",
+]
 
 ABLATION_METRICS = ("acc", "acc_id", "acc_heldout", "acc_ood", "val_loss", "tokens_per_s")
 _SIZE = (6.0, 3.5)
@@ -146,18 +154,18 @@ def _eval_groups(run: RunData, prefix: str) -> list[Plot | None]:
     ]
 
 
-def comparison_plots(runs: Sequence[RunData]) -> list[Plot]:
+def comparison_plots(runs: Sequence[RunData], prefix: str = "") -> list[Plot]:
     """Train and val loss of every run on shared axes, one colour per run."""
     candidates = [
         _lines(
-            "compare_train_loss",
+            f"{prefix}compare_train_loss",
             "train loss",
             "step",
             "loss",
             [(run.name, *_train(run, "loss")) for run in runs],
         ),
         _lines(
-            "compare_val_loss",
+            f"{prefix}compare_val_loss",
             "val loss",
             "step",
             "val loss",
@@ -204,3 +212,69 @@ def _bars(name: str, title: str, metric: str, names: list[str], stats: dict[str,
 def _gap(a: float, b: float) -> float:
     """a - b for an error bar; 0 where either end is unknown (one seed)."""
     return max(0.0, a - b) if not (math.isnan(a) or math.isnan(b)) else 0.0
+
+
+def sweep_plots(sweep: SweepData, prefix: str) -> list[Plot]:
+    """The score of each trial with the best so far, the score against each searched key,
+    and the trials' loss curves overlaid."""
+    metric = str(sweep.asked.get("metric", "value"))
+    scored = sorted(
+        (t for t in sweep.trials if not math.isnan(_finite(t.get("value")))),
+        key=lambda t: int(t.get("number", 0)),
+    )
+    plots: list[Plot] = []
+    if scored:
+        plots.append(_trial_scores(sweep, scored, metric, f"{prefix}trials"))
+        space: dict[str, Any] = sweep.asked.get("space") or {}
+        for key in sweep.keys:
+            plots.append(_score_by_key(sweep, scored, metric, key, space.get(key) or {}, prefix))
+    return plots + comparison_plots(sweep.runs, prefix)
+
+
+def _trial_scores(sweep: SweepData, scored: list[dict[str, Any]], metric: str, name: str) -> Plot:
+    numbers = [int(t["number"]) for t in scored]
+    values = [float(t["value"]) for t in scored]
+    pick = max if sweep.asked.get("direction") == "maximize" else min
+    best = [pick(values[: i + 1]) for i in range(len(values))]
+    figure, _ = _matplotlib()
+    fig = figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    ax.scatter(numbers, values, s=18, label="trial")
+    ax.step(numbers, best, where="post", color="C3", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    title = f"{sweep.name}: {metric} per trial ({sweep.asked.get('strategy', '?')})"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return Plot(name, title, _png(fig))
+
+
+def _score_by_key(
+    sweep: SweepData,
+    scored: list[dict[str, Any]],
+    metric: str,
+    key: str,
+    parameter: dict[str, Any],
+    prefix: str,
+) -> Plot:
+    """A scatter of score against the key's value; a choice's values sit at 0, 1, 2, ..."""
+    raw = [t.get("params", {}).get(key) for t in scored]
+    values = [float(t["value"]) for t in scored]
+    figure, _ = _matplotlib()
+    fig = figure(figsize=_SIZE)
+    ax = fig.add_subplot()
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
+        ax.scatter([float(v) for v in raw], values, s=18)
+        if parameter.get("type") == "loguniform":
+            ax.set_xscale("log")
+    else:
+        labels = list(dict.fromkeys(str(v) for v in raw))
+        ax.scatter([labels.index(str(v)) for v in raw], values, s=18)
+        ax.set_xticks(range(len(labels)), labels, fontsize="small")
+    ax.set_xlabel(key)
+    ax.set_ylabel(metric)
+    title = f"{sweep.name}: {metric} by {key}"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return Plot(f"{prefix}by_{key.replace('.', '_')}", title, _png(fig))

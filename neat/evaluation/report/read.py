@@ -18,6 +18,7 @@ from neat.monitoring.metrics_file import read_metrics
 __all__ = [
     "AblationData",
     "RunData",
+    "SweepData",
     "config_diff",
     "eval_elapsed",
     "eval_keys",
@@ -76,15 +77,43 @@ class AblationData:
     rows: list[dict[str, Any]]
 
 
-def read_path(path: Path) -> RunData | AblationData:
-    """A run (has metrics.jsonl) or an ablation (summary.json + ablation.jsonl)."""
+@dataclass
+class SweepData:
+    """One `neat sweep` directory: what was asked (sweep.json), its trials so far
+    (trials.jsonl) and the runs of the trials that have started."""
+
+    path: Path
+    name: str
+    asked: dict[str, Any]
+    trials: list[dict[str, Any]]
+    runs: list[RunData]
+
+    @property
+    def keys(self) -> list[str]:
+        space = self.asked.get("space")
+        return list(space) if isinstance(space, dict) else []
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        done = [t for t in self.trials if t.get("state") == "complete" and _number(t.get("value"))]
+        if not done:
+            return None
+        pick = max if self.asked.get("direction") == "maximize" else min
+        return pick(done, key=lambda t: float(t["value"]))
+
+
+def read_path(path: Path) -> RunData | AblationData | SweepData:
+    """A run (has metrics.jsonl), an ablation (summary.json + ablation.jsonl) or a sweep
+    (sweep.json)."""
     if (path / "metrics.jsonl").is_file():
         return _read_run(path)
     if (path / "summary.json").is_file() and (path / "ablation.jsonl").is_file():
         return _read_ablation(path)
+    if (path / "sweep.json").is_file():
+        return _read_sweep(path)
     raise ConfigError(
-        f"{path}: not a run directory (metrics.jsonl) nor an ablation directory "
-        "(summary.json and ablation.jsonl)"
+        f"{path}: not a run directory (metrics.jsonl), an ablation directory "
+        "(summary.json and ablation.jsonl) nor a sweep directory (sweep.json)"
     )
 
 
@@ -155,6 +184,39 @@ def _log_sample(path: Path) -> str | None:
     return found
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """The object rows of a JSON-lines file; a line cut short by a crash is skipped."""
+    rows: list[dict[str, Any]] = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _read_sweep(path: Path) -> SweepData:
+    try:
+        asked = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path / 'sweep.json'}: not valid JSON ({exc})") from exc
+    if not isinstance(asked, dict):
+        raise ConfigError(f"{path / 'sweep.json'}: expected an object")
+    trials = _jsonl(path / "trials.jsonl")
+    runs = []
+    for trial in trials:
+        run_dir = path / "trials" / Path(str(trial.get("run_dir", ""))).name
+        if trial.get("run_dir") and (run_dir / "metrics.jsonl").is_file():
+            run = _read_run(run_dir)
+            run.name = f"trial {trial.get('number')}"
+            runs.append(run)
+    return SweepData(path=path, name=path.resolve().name, asked=asked, trials=trials, runs=runs)
+
+
 def _read_ablation(path: Path) -> AblationData:
     try:
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
@@ -162,14 +224,7 @@ def _read_ablation(path: Path) -> AblationData:
         raise ConfigError(f"{path / 'summary.json'}: not valid JSON ({exc})") from exc
     if not isinstance(summary, dict) or not isinstance(summary.get("variants"), dict):
         raise ConfigError(f"{path / 'summary.json'}: expected an object with 'variants'")
-    rows: list[dict[str, Any]] = []
-    for line in (path / "ablation.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+    rows = _jsonl(path / "ablation.jsonl")
     return AblationData(path=path, name=path.resolve().name, summary=summary, rows=rows)
 
 
