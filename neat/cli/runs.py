@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from neat.persistence.registry import RunRecord
 
-__all__ = ["config_diff", "final_metrics", "flatten", "runs"]
+__all__ = ["config_diff", "final_metrics", "runs"]
 
 _MISSING = "<missing>"
 
@@ -45,11 +45,24 @@ def runs_list(runs_dir: Path, as_json: bool) -> None:
     db = runs_dir / REGISTRY_FILE
     if not db.is_file():
         click.echo(f"no run registry at {db}: no runs recorded there yet", err=True)
-    records = list_runs(db)
+    records = [_with_live_status(r) for r in list_runs(db)]
     if as_json:
         click.echo(json.dumps([asdict(r) for r in records], indent=2))
     elif records:
         _console().print(_runs_table(records))
+
+
+def _with_live_status(record: RunRecord) -> RunRecord:
+    """A run the registry still calls running, whose directory lock nobody holds, died
+    without a word (SIGKILL, power loss): `unfinished`, and `--resume auto` continues it."""
+    from dataclasses import replace
+
+    from neat.files import lock_holder
+    from neat.persistence.manifest import LOCK_FILE
+
+    if record.status == "running" and lock_holder(Path(record.run_dir) / LOCK_FILE) is None:
+        return replace(record, status="unfinished")
+    return record
 
 
 @runs.command("compare")
@@ -136,23 +149,10 @@ def _difference(a: Any, b: Any) -> float | None:
     return None
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys for every leaf, list items by index, as `--set` spells them."""
-    items: list[tuple[str, Any]]
-    if isinstance(value, dict):
-        items = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, list) and value:
-        items = [(str(i), v) for i, v in enumerate(value)]
-    else:
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in items:
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else key))
-    return out
-
-
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """The dotted keys whose values differ (or exist in one config only), with both values."""
+    from neat.evaluation.report.read import flatten
+
     flat_a, flat_b = flatten(a), flatten(b)
     keys = sorted(flat_a.keys() | flat_b.keys())
     return [

@@ -80,3 +80,28 @@ def test_compare_refuses_a_folder_that_is_no_run(tmp_path: Path) -> None:
     code, _, err = invoke("runs", "compare", str(run), str(tmp_path / "nowhere"))
     assert code == 2
     assert "is not a run directory" in err and err.count("Error:") == 1
+
+
+def test_a_run_whose_process_died_is_listed_unfinished(tmp_path: Path) -> None:
+    from neat.files import FileLock
+    from neat.persistence.registry import RunRecord, record_start, registry_path
+
+    runs_dir = tmp_path / "runs"
+    alive, dead = runs_dir / "alive", runs_dir / "dead"
+    for run in (alive, dead):
+        run.mkdir(parents=True)
+        row = RunRecord(run_dir=str(run), name=run.name, started_at="2026-12-03T00:00:00",
+                        config_hash="0" * 64, status="running", step=3, max_steps=10,
+                        num_params=1)  # fmt: skip
+        record_start(registry_path(run), row)
+    lock = FileLock(alive / ".lock")
+    lock.acquire()  # a live trainer holds its run directory's lock; the dead one's went with it
+    try:
+        code, out, err = invoke("runs", "list", "--runs-dir", str(runs_dir), "--json")
+    finally:
+        lock.release()
+    assert code == 0, err
+    assert {r["name"]: r["status"] for r in json.loads(out)} == {
+        "alive": "running",
+        "dead": "unfinished",
+    }
