@@ -69,6 +69,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.data.sources",
         "neat.data.synthetic_math",
         "neat.data.grid_world",
+        "neat.data.double_integrator",
         "neat.indexing.source",
     ),
     "tokenizer": ("neat.data.tokenizers",),
@@ -78,6 +79,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.evaluation.exact_match",
         "neat.evaluation.grid_reasoning",
         "neat.evaluation.vq_reconstruction",
+        "neat.evaluation.control_format",
     ),
     "monitor": (
         "neat.monitoring.console",
@@ -85,6 +87,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.monitoring.metrics_file",
         "neat.monitoring.report_monitor",
     ),
+    "reward": ("neat.training.rewards",),
 }
 
 # The type a section takes when the config does not name one.

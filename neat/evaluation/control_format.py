@@ -1,0 +1,1 @@
+"""Format compliance and control cost of generated answers to double-integrator problems."""
