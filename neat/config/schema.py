@@ -20,6 +20,7 @@ from neat.config.indexing import IndexingConfig
 from neat.config.migrations import CURRENT_VERSION, migrate
 from neat.config.mvot import MVoTConfig
 from neat.config.registry import component, default_config
+from neat.config.rl import RLConfig, check_rl
 
 if TYPE_CHECKING:  # mypy sees the base classes; at run time the registry dispatches on `type`
     ModelSection: TypeAlias = ModelConfig
@@ -34,6 +35,11 @@ else:
 
 
 class TrainingConfig(StrictModel):
+    objective: Literal["next_token", "grpo"] = Field(
+        default="next_token",
+        description="next_token: the loss of the data (or what finetune and mvot say); grpo: "
+        "reinforcement on sampled answers to the source's problems (the rl section)",
+    )
     max_steps: PositiveInt = 1000
     batch_size: PositiveInt = Field(
         default=12, description="rows per micro-step in all; torchrun's processes split them"
@@ -119,6 +125,7 @@ class ExperimentConfig(StrictModel):
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     mvot: MVoTConfig = Field(default_factory=MVoTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +139,11 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _components_fit_the_experiment(self) -> ExperimentConfig:
         check_components(self)
+        return self
+
+    @model_validator(mode="after")
+    def _grpo_fits_the_experiment(self) -> ExperimentConfig:
+        check_rl(self)
         return self
 
     @model_validator(mode="after")

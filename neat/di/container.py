@@ -86,6 +86,8 @@ class ServiceContainer(containers.DeclarativeContainer):
         mvot=config.provided.mvot,
         model=model_cfg,
         data=data_cfg,
+        training=training_cfg,
+        rl=config.provided.rl,
     )
     optimizer_factory = providers.Singleton(
         f.make_optimizer_factory, optimization=config.provided.optimization, training=training_cfg

@@ -20,13 +20,14 @@ from neat.config.data import DataConfig
 from neat.config.finetune import FinetuneConfig
 from neat.config.indexing import IndexingConfig
 from neat.config.mvot import MVoTConfig
+from neat.config.rl import RLConfig
 from neat.config.schema import MonitoringConfig, TrainingConfig
 from neat.data import TokenData, default_cache_dir, prepare_token_data
 from neat.data.prefetch import PrefetchingBatches
 from neat.data.refresh import RefreshingSampler, RefreshMonitor, live_parts
+from neat.data.rl_problems import ProblemBatches
 from neat.data.sampler import BatchSampler
 from neat.data.sources import build_data_source
-from neat.data.synthetic_math.prompts import ProblemBatches
 from neat.errors import ConfigError
 from neat.interfaces import (
     IBatchSource,
@@ -59,6 +60,7 @@ from neat.training.distributed import (
     unwrap_model,
     wrap_model,
 )
+from neat.training.grpo import GRPO
 from neat.training.mvot import DiscrepancyObjective
 from neat.training.objectives import NextTokenLoss
 from neat.training.reconstruction import ReconstructionObjective
@@ -141,13 +143,15 @@ def make_train_batches(
 ) -> IBatchSource:
     """This rank's rows of each global batch; a sampler that takes the source's changes at
     epoch ends when the source refreshes during training; the problems as prompts for
-    `finetune.objective: reinforce` (validated to have one synthetic_math source)."""
+    `finetune.objective: reinforce` and `training.objective: grpo` (validated to have one
+    source with problems)."""
     check_batch_divides(training.batch_size, dist)
     if model.type == "vq":
         return make_state_image_batches(training, model, data, device, dist)
-    if finetune is not None and finetune.objective == "reinforce":
+    reinforce = finetune is not None and finetune.objective == "reinforce"
+    if reinforce or training.objective == "grpo":
         return ProblemBatches(
-            data.sources[0],  # type: ignore[arg-type]  # the validator checked its type
+            data.sources[0],
             tokenizer,
             batch_size=training.batch_size,
             seed=training.seed,
@@ -269,40 +273,60 @@ def make_objective(
     mvot: MVoTConfig | None = None,
     model: ModelConfig | None = None,
     data: DataConfig | None = None,
+    training: TrainingConfig | None = None,
+    rl: RLConfig | None = None,
 ) -> IObjective:
     """The next-token loss (plus MVoT's discrepancy loss when `mvot.discrepancy_weight` > 0),
-    or reinforce with the base as KL reference: the same weights with the adapters off (lora,
-    svf), or a frozen copy taken now (full)."""
+    GRPO (`training.objective: grpo`), or reinforce, each with the starting model as KL
+    reference."""
     if model is not None and model.type == "vq":
         return ReconstructionObjective()
     if mvot is not None and mvot.discrepancy_weight > 0:
         return make_discrepancy_objective(mvot, tokenizer, data)
+    policy = unwrap_model(parallel_model)  # on its device; sampling needs no DDP wrapper
+    if training is not None and training.objective == "grpo":
+        assert rl is not None
+        return GRPO(
+            policy=policy,
+            reference=reference_logits(policy) if rl.reference == "init_from" else None,
+            tokenizer=tokenizer,
+            rewards=[build("reward", section, None) for section in rl.rewards],
+            cfg=rl,
+            block_size=block_size,
+            device=device,
+        )
     if finetune.objective == "sft":
         return NextTokenLoss()
-    policy = unwrap_model(parallel_model)  # on its device; sampling needs no DDP wrapper
-    if has_adapters(policy):
-
-        def reference(x: torch.Tensor) -> torch.Tensor:
-            with adapters_disabled(policy):
-                logits: torch.Tensor = policy(x)["logits"]
-            return logits
-    else:
-        import copy
-
-        frozen = copy.deepcopy(policy).requires_grad_(False)
-
-        def reference(x: torch.Tensor) -> torch.Tensor:
-            logits: torch.Tensor = frozen(x)["logits"]
-            return logits
-
     return Reinforce(
         policy=policy,
-        reference=reference,
+        reference=reference_logits(policy),
         tokenizer=tokenizer,
         cfg=finetune.reinforce,
         block_size=block_size,
         device=device,
     )
+
+
+def reference_logits(policy: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The starting model's logits, for a KL penalty: the same weights with the adapters off
+    (lora, svf), or a frozen copy taken now, before any step (full)."""
+    if has_adapters(policy):
+
+        def adapters_off(x: torch.Tensor) -> torch.Tensor:
+            with adapters_disabled(policy):
+                logits: torch.Tensor = policy(x)["logits"]
+            return logits
+
+        return adapters_off
+    import copy
+
+    frozen = copy.deepcopy(policy).requires_grad_(False)
+
+    def frozen_copy(x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = frozen(x)["logits"]
+        return logits
+
+    return frozen_copy
 
 
 def make_discrepancy_objective(

@@ -26,11 +26,13 @@ class Batch:
     `prompt_lengths` (batch,): `input_ids` then holds the prompts right-padded, and `targets`
     the reference answers right-padded with -100, each row's width its own. An image model
     (`model.type: vq`) gets uint8 images (batch, H, W, 3) in `input_ids` and the cells' tile
-    codes in `targets`."""
+    codes in `targets`. `problems` holds a prompt batch's problem records, which rewards
+    score sampled answers against."""
 
     input_ids: torch.Tensor
     targets: torch.Tensor
     prompt_lengths: torch.Tensor | None = None
+    problems: tuple[Any, ...] | None = None
 
 
 @dataclass(slots=True)
