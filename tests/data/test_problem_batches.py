@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from neat.data.synthetic_math import SyntheticMathSourceConfig, train_problem
 from neat.data.rl_problems import ProblemBatches
+from neat.data.synthetic_math import SyntheticMathSourceConfig, train_problem
 from neat.data.synthetic_math.prompts import IGNORE
 from neat.data.tokenizers import ByteTokenizer
 from neat.interfaces import Batch

@@ -125,7 +125,7 @@ def test_the_mean_reward_rises_from_chance_on_a_toy_task() -> None:
     assert sum(rewards[-5:]) / 5 > 0.8
 
 
-# -- a real run --------------------------------------------------------------------------------------
+# -- a real run ------------------------------------------------------------------------------
 
 
 class ShortRewardConfig(RewardConfig):
@@ -202,11 +202,11 @@ def test_a_grpo_run_logs_its_rewards_and_resumes_exactly(
         (
             {"rl": {"reference": "none", "kl_coef": 0, "rewards": [{"type": "format"}]}},
             "rl.rewards.0: reward 'format' scores double_integrator answers",
-        ),  # fmt: skip
+        ),
         (
             {"rl": {"reference": "none", "kl_coef": 0, "rewards": [{"type": "nope"}]}},
             "unknown reward type 'nope'",
-        ),  # fmt: skip
+        ),
         ({"rl": {"reference": "none", "kl_coef": 0, "group_size": 1}}, "rl.group_size"),
     ],
 )
