@@ -6,13 +6,14 @@ import os
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationInfo,
     field_validator,
 )
@@ -111,10 +112,23 @@ class OptimizerConfig(ComponentConfig):
     grad_clip: float = Field(default=1.0, ge=0.0, description="max global grad norm; 0 disables")
 
 
+class EarlyStoppingConfig(StrictModel):
+    """Stop a run whose `metric` has not improved by more than `min_delta` for `patience`
+    evaluations in a row."""
+
+    metric: str = Field(default="val_loss", description="an evaluation metric")
+    patience: PositiveInt = Field(default=5, description="evaluations without improvement")
+    min_delta: float = Field(default=0.0, ge=0.0, description="the smallest improvement")
+    mode: Literal["min", "max"] = Field(default="min", description="min: lower is better")
+
+
 class EvaluatorConfig(ComponentConfig):
     """Fields the training loop reads from every evaluation section."""
 
     interval: int = Field(default=250, gt=0, description="steps between evaluations")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        default=None, description="stop when the metric stops improving (default: never)"
+    )
 
 
 def source_from_context(raw: Any, info: ValidationInfo, key: str) -> Any:

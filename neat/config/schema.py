@@ -108,6 +108,11 @@ class CheckpointConfig(StrictModel):
     interval: PositiveInt = 500
     keep_last: PositiveInt = 2
     save_final: bool = True
+    keep_best: bool = Field(
+        default=False,
+        description="also save at each eval that improves the metric (evaluation."
+        "early_stopping's, else val_loss) and keep that checkpoint whatever keep_last says",
+    )
 
 
 class ExperimentConfig(StrictModel):

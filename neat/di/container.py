@@ -129,6 +129,8 @@ class ServiceContainer(containers.DeclarativeContainer):
         eval_interval=config.provided.evaluation.interval,
         checkpoint_interval=config.provided.checkpoint.interval,
         save_final=config.provided.checkpoint.save_final,
+        early_stopping=config.provided.evaluation.early_stopping,
+        keep_best=config.provided.checkpoint.keep_best,
     )
     step_options = providers.Singleton(
         StepOptions,

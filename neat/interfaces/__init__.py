@@ -187,7 +187,10 @@ class IEvaluator(Protocol):
 
 @runtime_checkable
 class ICheckpointer(Protocol):
-    """Saves and restores training atomically; never loads an incomplete checkpoint."""
+    """Saves and restores training atomically; never loads an incomplete checkpoint.
+    Retention never deletes the checkpoint directory named `protected` (the best one)."""
+
+    protected: str | None
 
     def save(
         self,

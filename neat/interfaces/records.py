@@ -45,6 +45,7 @@ class TrainState:
     rng_state: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     best_val_loss: float | None = None
+    tracker: dict[str, Any] = field(default_factory=dict)  # early stopping and the best step
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ class Checkpointer:
         self._known_complete: dict[str, int] = {}  # dir name -> state.json mtime_ns
         self._seq: int | None = None  # the save_seq of this run's newest checkpoint
         self._parent: str | None = None  # the checkpoint the next save continues
+        self.protected: str | None = None  # a directory name retention never deletes
         if self.writer and self.directory.is_dir():
             self._sweep_leftovers()
 
@@ -230,6 +231,7 @@ class Checkpointer:
             rng_state=meta.get("rng_state", {}),
             metrics=meta.get("metrics", {}),
             best_val_loss=meta.get("best_val_loss"),
+            tracker=meta.get("tracker", {}),
         )
 
     def _warn_config_changes(self, meta: Mapping[str, Any], path: Path) -> None:
@@ -278,6 +280,7 @@ class Checkpointer:
             "rng_state": state.rng_state,
             "metrics": state.metrics,
             "best_val_loss": state.best_val_loss,
+            "tracker": state.tracker,
             "config": self.metadata,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__,
@@ -333,6 +336,8 @@ class Checkpointer:
         """
         kept = 0
         for path in newest_first(self.directory):
+            if path.name == self.protected:
+                continue  # checkpoint.keep_best: the best one stays whatever its age
             if path == just_saved:
                 kept += 1
             elif kept >= self.keep_last:

@@ -300,6 +300,7 @@ TRAINING_FIELDS: dict[str, type | tuple[type, ...]] = {
 _OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {
     **TRAINING_FIELDS,
     "best_val_loss": (int, float, type(None)),
+    "tracker": dict,
     "tensor_aliases": dict,
     "config": (dict, type(None)),
     "save_seq": int,

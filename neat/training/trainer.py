@@ -17,6 +17,7 @@ import structlog
 import torch
 from torch import nn
 
+from neat.config.base import EarlyStoppingConfig
 from neat.errors import TrainingDiverged, TrainingInterrupted
 from neat.interfaces import (
     IBatchSource,
@@ -37,6 +38,7 @@ from neat.monitoring.events import (
     TrainMetrics,
 )
 from neat.optimization.precision import autocast, grad_scaler
+from neat.persistence.manifest import STEP_PREFIX
 from neat.persistence.rng import capture_rng_state, restore_rng_state
 from neat.persistence.tensors import is_sharded
 from neat.training.device import peak_flops
@@ -51,6 +53,7 @@ from neat.training.distributed import (
     set_grad_sync,
     state_for_this_rank,
 )
+from neat.training.early_stopping import BestTracker
 from neat.training.objectives import NextTokenLoss
 from neat.training.run_dir import run_dir_lock
 from neat.training.seeding import seed_everything
@@ -68,6 +71,8 @@ class Schedule:
     eval_interval: int = 250
     checkpoint_interval: int = 500
     save_final: bool = True
+    early_stopping: EarlyStoppingConfig | None = None
+    keep_best: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class Trainer:
         self._signal_received: int | None = None  # on this rank, by the handler
         self._stop_signal: int | None = None  # agreed by all ranks, before each step
         self._last_checkpoint: Path | None = None  # saved in this run, for the divergence message
+        self.tracker = BestTracker.from_config(schedule.early_stopping)
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -160,6 +166,8 @@ class Trainer:
             self.batches.load_state_dict(position)
             self._restore_rng(state)
             self._last_checkpoint = self.run.resume_from
+            self.tracker.load_state_dict(state.tracker)
+            self.checkpointer.protected = self.tracker.best_checkpoint
         else:
             state = TrainState()
             seed_everything(
@@ -245,11 +253,16 @@ class Trainer:
                     is_last = state.step == sched.max_steps
                     if state.step % sched.log_interval == 0 or is_last:
                         self._log(state, loss, grad_norm, window, started)
+                    best = stop_early = False
                     if state.step % sched.eval_interval == 0 or is_last:
                         with window.paused():
-                            self._evaluate(state)
-                    if state.step % sched.checkpoint_interval == 0 or (
-                        is_last and sched.save_final
+                            best = self._evaluate(state) and sched.keep_best
+                        stop_early = self.tracker.should_stop
+                    if (
+                        state.step % sched.checkpoint_interval == 0
+                        or (is_last and sched.save_final)
+                        or best
+                        or stop_early
                     ):
                         # never save diverged weights
                         _check_finite(
@@ -258,13 +271,24 @@ class Trainer:
                         with window.paused():
                             self._save(state, extra_files)
                         last_saved = state.step
+                    if stop_early:
+                        best_dir = self.tracker.best_checkpoint
+                        kept = f"; the best checkpoint is {best_dir}" if best_dir else ""
+                        log.warning(
+                            f"early stopping at step {state.step}: {self.tracker.reason()}{kept}",
+                            step=state.step,
+                            best_step=self.tracker.best_step,
+                        )
+                        status = "stopped_early"
+                        break
             if self._stop_signal is not None:
                 path = None
                 if last_saved != state.step:
                     path = self._save(state, extra_files)
                 status = "interrupted"
                 raise TrainingInterrupted(self._stop_signal, str(path) if path else None)
-            status = "completed"
+            if status != "stopped_early":
+                status = "completed"
             return state
         finally:
             self.bus.publish(
@@ -346,19 +370,29 @@ class Trainer:
             )
         )
 
-    def _evaluate(self, state: TrainState) -> None:
+    def _evaluate(self, state: TrainState) -> bool:
+        """Evaluate and count the result; True when the tracked metric improved (a best
+        checkpoint for `keep_best` is then saved this step, under the name noted here)."""
         metrics = self.evaluator.evaluate(self.model)
         state.metrics.update(metrics)
         val_loss = metrics.get("val_loss")
         if val_loss is not None and (state.best_val_loss is None or val_loss < state.best_val_loss):
             state.best_val_loss = val_loss
+        tracked = self.schedule.early_stopping is not None or "val_loss" in metrics
+        improved = tracked and self.tracker.update(state.step, metrics)
+        if improved and self.schedule.keep_best:
+            self.tracker.best_checkpoint = f"{STEP_PREFIX}{state.step}"
+        state.tracker = self.tracker.state_dict()
         self.bus.publish(EvalCompleted(state.step, metrics))
+        return improved
 
     def _save(self, state: TrainState, extra_files: dict[str, Path]) -> Path:
         """Every rank gathers its part (data position, RNG, shards); rank 0 writes, and the
         others wait for it so no rank runs ahead of a checkpoint that is not there yet."""
         state.data_state = per_rank_state(self.batches.state_dict(), self.dist)
         state.rng_state = per_rank_state(capture_rng_state(self._cuda_device), self.dist)
+        if self.tracker.best_checkpoint == f"{STEP_PREFIX}{state.step}":
+            self.checkpointer.protected = self.tracker.best_checkpoint
         path = self.checkpointer.save(state, self.model, self.optimizer, extra_files)
         self._last_checkpoint = path
         barrier(self.dist)
