@@ -122,12 +122,26 @@ class EarlyStoppingConfig(StrictModel):
     mode: Literal["min", "max"] = Field(default="min", description="min: lower is better")
 
 
+class SampleConfig(StrictModel):
+    """A sample generated at each evaluation, always from the same seed (so samples of one
+    run compare step by step, and the run's own random stream is untouched)."""
+
+    prompt: str = Field(default="\n", description="the text the sample continues")
+    max_new_tokens: PositiveInt = 200
+    temperature: float = Field(default=0.8, ge=0.0, description="0: greedy")
+    top_k: PositiveInt | None = 40
+    seed: int = Field(default=1337, ge=0)
+
+
 class EvaluatorConfig(ComponentConfig):
     """Fields the training loop reads from every evaluation section."""
 
     interval: int = Field(default=250, gt=0, description="steps between evaluations")
     early_stopping: EarlyStoppingConfig | None = Field(
         default=None, description="stop when the metric stops improving (default: never)"
+    )
+    sample: SampleConfig | None = Field(
+        default=None, description="generate a sample at each evaluation (metrics.jsonl, logs)"
     )
 
 

@@ -86,6 +86,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.monitoring.structlog_monitor",
         "neat.monitoring.metrics_file",
         "neat.monitoring.report_monitor",
+        "neat.monitoring.tensorboard_monitor",
     ),
     "reward": ("neat.training.rewards",),
 }

@@ -154,6 +154,13 @@ class ServiceContainer(containers.DeclarativeContainer):
         resume_from=resume_from,
         config=providers.Callable(f.config_dict, config),
     )
+    sampler = providers.Singleton(
+        f.make_sampler,
+        evaluation=config.provided.evaluation,
+        model=model_cfg,
+        tokenizer=tokenizer,
+        device=device,
+    )
     trainer = providers.Singleton(
         Trainer,
         model=model,
@@ -162,6 +169,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         lr_at=providers.Callable(f.lr_schedule, optimizer_factory),
         batches=train_batches,
         objective=objective,
+        sampler=sampler,
         evaluator=evaluator,
         checkpointer=checkpointer,
         bus=event_bus,

@@ -307,6 +307,17 @@ def make_objective(
     )
 
 
+def make_sampler(
+    evaluation: EvaluatorConfig, model: ModelConfig, tokenizer: ITokenizer, device: torch.device
+) -> Callable[[nn.Module], str] | None:
+    """`evaluation.sample`'s generator; none for an image tokenizer, which writes no text."""
+    if evaluation.sample is None or model.type == "vq":
+        return None
+    from neat.evaluation.samples import EvalSampler
+
+    return EvalSampler(evaluation.sample, tokenizer, model.block_size, device)
+
+
 def reference_logits(policy: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The starting model's logits, for a KL penalty: the same weights with the adapters off
     (lora, svf), or a frozen copy taken now, before any step (full)."""

@@ -12,6 +12,7 @@ from neat.monitoring.events import (
     EvalCompleted,
     RunFinished,
     RunStarted,
+    SampleGenerated,
     StepCompleted,
     TrainMetrics,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "MetricsFileMonitor",
     "RunFinished",
     "RunStarted",
+    "SampleGenerated",
     "StepCompleted",
     "StructlogMonitor",
     "TrainMetrics",

@@ -47,6 +47,14 @@ class EvalCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleGenerated:
+    """`evaluation.sample`: the prompt and its continuation, after the eval of `step`."""
+
+    step: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointSaved:
     step: int
     path: Path

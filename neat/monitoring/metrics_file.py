@@ -20,6 +20,7 @@ from neat.monitoring.events import (
     EvalCompleted,
     RunFinished,
     RunStarted,
+    SampleGenerated,
     TrainMetrics,
 )
 
@@ -190,6 +191,8 @@ def metrics_record(event: object) -> dict[str, Any] | None:
             return record
         case CheckpointSaved():
             return {"event": "checkpoint", "step": event.step, "path": str(event.path)}
+        case SampleGenerated():
+            return {"event": "sample", "step": event.step, "text": event.text}
         case RunStarted():
             return {
                 "event": "run_start",

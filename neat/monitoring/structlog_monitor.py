@@ -15,6 +15,7 @@ from neat.monitoring.events import (
     EvalCompleted,
     RunFinished,
     RunStarted,
+    SampleGenerated,
     TrainMetrics,
 )
 from neat.monitoring.logs import TRAIN_LOGGER, add_json_log_file
@@ -54,6 +55,8 @@ class StructlogMonitor:
                 self.log.info("eval", step=event.step, **metrics)
             case CheckpointSaved():
                 self.log.info("checkpoint", step=event.step, path=str(event.path))
+            case SampleGenerated():
+                self.log.info("sample", step=event.step, text=event.text)
             case RunStarted():
                 self.log.info(
                     "run_start",

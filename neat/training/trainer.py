@@ -34,6 +34,7 @@ from neat.monitoring.events import (
     EvalCompleted,
     RunFinished,
     RunStarted,
+    SampleGenerated,
     StepCompleted,
     TrainMetrics,
 )
@@ -130,6 +131,7 @@ class Trainer:
         dist: DistInfo = SINGLE,
         parallel_model: nn.Module | None = None,
         objective: IObjective | None = None,
+        sampler: Callable[[nn.Module], str] | None = None,
     ) -> None:
         self.model = model
         self.objective: IObjective = objective if objective is not None else NextTokenLoss()
@@ -150,6 +152,7 @@ class Trainer:
         self._stop_signal: int | None = None  # agreed by all ranks, before each step
         self._last_checkpoint: Path | None = None  # saved in this run, for the divergence message
         self.tracker = BestTracker.from_config(schedule.early_stopping)
+        self.sampler = sampler  # evaluation.sample: text after each evaluation
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -384,6 +387,8 @@ class Trainer:
             self.tracker.best_checkpoint = f"{STEP_PREFIX}{state.step}"
         state.tracker = self.tracker.state_dict()
         self.bus.publish(EvalCompleted(state.step, metrics))
+        if self.sampler is not None:
+            self.bus.publish(SampleGenerated(state.step, self.sampler(self.model)))
         return improved
 
     def _save(self, state: TrainState, extra_files: dict[str, Path]) -> Path:
