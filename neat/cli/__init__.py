@@ -21,6 +21,7 @@ from neat.cli.report import report
 from neat.cli.runs import runs
 from neat.cli.sweep import sweep
 from neat.cli.train import bench, train
+from neat.cli.verify import verify_format
 from neat.cli.vq import vq
 
 __all__ = ["cli", "main"]
@@ -77,6 +78,7 @@ for _command in (
     report,
     sweep,
     runs,
+    verify_format,
 ):
     cli.add_command(_command)
 
