@@ -17,6 +17,7 @@ from neat.cli.config import config, init
 from neat.cli.data import data
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
+from neat.cli.lr_find import lr_find
 from neat.cli.report import report
 from neat.cli.runs import runs
 from neat.cli.sweep import sweep
@@ -79,6 +80,7 @@ for _command in (
     sweep,
     runs,
     verify_format,
+    lr_find,
 ):
     cli.add_command(_command)
 

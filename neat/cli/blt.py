@@ -189,7 +189,7 @@ def _plot(result: Patching, path: Path) -> None:
     try:
         figure_module = importlib.import_module("matplotlib.figure")
     except ImportError as exc:
-        raise ConfigError("--plot needs matplotlib: pip install matplotlib") from exc
+        raise ConfigError("--plot needs matplotlib: pip install 'neat[plots]'") from exc
     entropies = result.entropies.tolist()
     fig = figure_module.Figure(figsize=(max(6.0, min(40.0, len(entropies) / 12)), 3.5))
     ax = fig.add_subplot()

@@ -120,7 +120,7 @@ def test_plot_without_matplotlib_says_how_to_get_it(byte_run: Path, tmp_path: Pa
     code, _, err = invoke(
         "patch", "--entropy-model", str(byte_run), "--text", TEXT, "--plot", str(png)
     )
-    assert code == 2 and "pip install matplotlib" in err and not png.exists()
+    assert code == 2 and "pip install 'neat[plots]'" in err and not png.exists()
 
 
 @pytest.mark.parametrize(

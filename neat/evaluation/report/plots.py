@@ -48,18 +48,18 @@ class Plot:
 Line = tuple[str, Sequence[float], Sequence[float]]
 
 
-def _matplotlib() -> tuple[Any, Any]:
+def matplotlib_parts() -> tuple[Any, Any]:
     """(Figure, FigureCanvasAgg), or a ConfigError naming the extra to install."""
     try:
         figure = importlib.import_module("matplotlib.figure")
         agg = importlib.import_module("matplotlib.backends.backend_agg")
     except ImportError as exc:
-        raise ConfigError("neat report needs matplotlib: pip install 'neat[plots]'") from exc
+        raise ConfigError("drawing plots needs matplotlib: pip install 'neat[plots]'") from exc
     return figure.Figure, agg.FigureCanvasAgg
 
 
 def _png(fig: Any) -> bytes:
-    _, canvas = _matplotlib()
+    _, canvas = matplotlib_parts()
     canvas(fig)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -72,7 +72,7 @@ def _lines(name: str, title: str, xlabel: str, ylabel: str, lines: Sequence[Line
     drawn = [line for line in lines if len(line[1])]
     if not drawn:
         return None
-    figure, _ = _matplotlib()
+    figure, _ = matplotlib_parts()
     fig = figure(figsize=_SIZE)
     ax = fig.add_subplot()
     for label, xs, ys in drawn:
@@ -197,7 +197,7 @@ def _bars(name: str, title: str, metric: str, names: list[str], stats: dict[str,
     means = [_finite(stats[v]["mean"]) for v in names]
     low = [_gap(m, _finite(stats[v].get("ci_low"))) for v, m in zip(names, means, strict=True)]
     high = [_gap(_finite(stats[v].get("ci_high")), m) for v, m in zip(names, means, strict=True)]
-    figure, _ = _matplotlib()
+    figure, _ = matplotlib_parts()
     fig = figure(figsize=_SIZE)
     ax = fig.add_subplot()
     colours = [f"C{i % 10}" for i in range(len(names))]
@@ -236,7 +236,7 @@ def _trial_scores(sweep: SweepData, scored: list[dict[str, Any]], metric: str, n
     values = [float(t["value"]) for t in scored]
     pick = max if sweep.asked.get("direction") == "maximize" else min
     best = [pick(values[: i + 1]) for i in range(len(values))]
-    figure, _ = _matplotlib()
+    figure, _ = matplotlib_parts()
     fig = figure(figsize=_SIZE)
     ax = fig.add_subplot()
     ax.scatter(numbers, values, s=18, label="trial")
@@ -261,7 +261,7 @@ def _score_by_key(
     """A scatter of score against the key's value; a choice's values sit at 0, 1, 2, ..."""
     raw = [t.get("params", {}).get(key) for t in scored]
     values = [float(t["value"]) for t in scored]
-    figure, _ = _matplotlib()
+    figure, _ = matplotlib_parts()
     fig = figure(figsize=_SIZE)
     ax = fig.add_subplot()
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
