@@ -48,6 +48,16 @@ def user_errors(func: F) -> F:
         except TrainingDiverged as exc:
             click.echo(f"Error: training diverged: {exc}", err=True)
             sys.exit(1)
+        except NotImplementedError as exc:
+            if "MPS" not in str(exc):
+                raise
+            click.echo(
+                f"Error: an operation is missing on Apple MPS ({exc}); start neat with "
+                "PYTORCH_ENABLE_MPS_FALLBACK=1 to run it on the CPU, or set "
+                "training.device: cpu",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
 

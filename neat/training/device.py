@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 
@@ -24,8 +25,57 @@ PEAK_BF16_FLOPS: dict[str, float] = {
 }
 
 
+# PyTorch's MPS allocator (aten/src/ATen/mps/MPSAllocator.mm): the high watermark is a share
+# of the recommended working set in [0, 2] on unified memory (0: no limit), default 1.7; the
+# low one defaults to 1.4 (unified) and must not exceed the high one, so setting only
+# PYTORCH_MPS_HIGH_WATERMARK_RATIO below 1.4 (a common tip against out-of-memory errors)
+# makes the first MPS allocation fail with "invalid low watermark ratio".
+MPS_HIGH = "PYTORCH_MPS_HIGH_WATERMARK_RATIO"
+MPS_LOW = "PYTORCH_MPS_LOW_WATERMARK_RATIO"
+MPS_HIGH_BOUND = 2.0
+MPS_DEFAULT_LOW = 1.4
+
+
+def mps_watermarks(environ: Mapping[str, str]) -> dict[str, str]:
+    """The watermark variables to set so the MPS allocator starts: the low one lowered to a
+    high one set below its default; a ConfigError for values it would refuse."""
+
+    def ratio(name: str) -> float | None:
+        if name not in environ:
+            return None
+        try:
+            value = float(environ[name])
+        except ValueError:
+            raise ConfigError(f"{name}={environ[name]!r} is not a number: unset it") from None
+        if not 0.0 <= value <= MPS_HIGH_BOUND:
+            raise ConfigError(
+                f"{name}={value:g} is outside [0, {MPS_HIGH_BOUND:g}]: the MPS allocator "
+                "refuses it; unset it, or 0.0 for no limit"
+            )
+        return value
+
+    high, low = ratio(MPS_HIGH), ratio(MPS_LOW)
+    limit = high if high else MPS_HIGH_BOUND  # 0: unlimited
+    if low is not None and low > limit:
+        raise ConfigError(
+            f"{MPS_LOW}={low:g} is above {MPS_HIGH}={high:g}: the MPS allocator refuses "
+            f"it; set {MPS_LOW} at most {limit:g}, or unset both"
+        )
+    if low is None and high and high < MPS_DEFAULT_LOW:
+        return {MPS_LOW: f"{high:g}"}
+    return {}
+
+
 def resolve_device(spec: str) -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must exist."""
+    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must exist. On MPS the
+    allocator's watermarks are checked (and made consistent) before anything is allocated."""
+    device = _pick_device(spec)
+    if device.type == "mps":
+        os.environ.update(mps_watermarks(os.environ))
+    return device
+
+
+def _pick_device(spec: str) -> torch.device:
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
