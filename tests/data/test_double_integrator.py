@@ -99,10 +99,11 @@ def test_prompt_and_completion_read_as_documented() -> None:
     )
     text = completion_text(0.0, 0.0, [-0.004, 0.5, 1.0], CFG)
     assert text == (
-        "<REASONING>min energy: u starts at -0.004 and changes by 0.502 per step</REASONING>"
+        "<REASONING>min energy: u starts at -0.004, changes by 0.502 per step and ends at "
+        "1.00</REASONING>"
         "<CONTROLS>0.00,0.50,1.00</CONTROLS>\n"
     )
-    assert GOOD.endswith("</CONTROLS>\n") and GOOD.count(",") == STEPS - 1
+    assert GOOD.endswith("</CONTROLS>\n") and GOOD.split("<CONTROLS>")[1].count(",") == STEPS - 1
 
 
 def _replace_controls(numbers: list[str]) -> str:

@@ -55,16 +55,19 @@ def prompt_text(position: float, velocity: float, cfg: DoubleIntegratorSourceCon
 def completion_text(
     position: float, velocity: float, controls: Sequence[float], cfg: DoubleIntegratorSourceConfig
 ) -> str:
-    """The answer: a one-line reasoning that names the ramp (its first value and its change
-    per step, what a small model can carry from the state to the controls), then the
-    controls, then a newline. `position` and `velocity` are the problem's, for the reasoning."""
+    """The answer: a one-line reasoning that names the ramp (its first value, its change per
+    step, and its last control as written, so that a small model can stop at the 50th
+    control by value rather than count), then the controls, then a newline. `position` and
+    `velocity` are the problem's, for the reasoning."""
     del position, velocity  # the ramp says it all; kept so the reasoning may grow
     places = cfg.decimals + 1
     first = controls[0] if controls else 0.0
-    slope = (controls[-1] - controls[0]) / (len(controls) - 1) if len(controls) > 1 else 0.0
+    last = controls[-1] if controls else 0.0
+    slope = (last - first) / (len(controls) - 1) if len(controls) > 1 else 0.0
     reasoning = (
-        f"min energy: u starts at {format_number(first, places)} "
-        f"and changes by {format_number(slope, places)} per step"
+        f"min energy: u starts at {format_number(first, places)}, "
+        f"changes by {format_number(slope, places)} per step "
+        f"and ends at {format_number(last, cfg.decimals)}"
     )
     numbers = ",".join(format_number(u, cfg.decimals) for u in controls)
     return f"{REASONING_OPEN}{reasoning}{REASONING_CLOSE}{CONTROLS_OPEN}{numbers}{CONTROLS_CLOSE}\n"
