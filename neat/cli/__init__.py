@@ -15,6 +15,7 @@ from neat.cli.checkpoints import checkpoints
 from neat.cli.clean import clean
 from neat.cli.config import config, init
 from neat.cli.data import data
+from neat.cli.export import export
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
 from neat.cli.lr_find import lr_find
@@ -64,6 +65,7 @@ for _command in (
     train,
     evaluate,
     generate,
+    export,
     bench,
     config,
     init,
