@@ -19,6 +19,7 @@ from neat.cli.export import export
 from neat.cli.index import index
 from neat.cli.infer import evaluate, generate
 from neat.cli.lr_find import lr_find
+from neat.cli.quick_test import quick_test
 from neat.cli.report import report
 from neat.cli.runs import runs
 from neat.cli.sweep import sweep
@@ -29,7 +30,9 @@ from neat.cli.vq import vq
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True
+)
 @click.version_option(__version__, prog_name="neat")
 @click.option(
     "--log-level",
@@ -59,6 +62,10 @@ def cli(ctx: click.Context, log_level: str) -> None:
     configure_logging(
         console=console, level="DEBUG" if shown == "DEBUG" else "INFO", console_level=shown
     )
+    if ctx.invoked_subcommand is None:  # bare `neat`: a menu on a terminal, else the help
+        from neat.cli.menu import run_menu
+
+        run_menu(ctx)
 
 
 for _command in (
@@ -83,6 +90,7 @@ for _command in (
     runs,
     verify_format,
     lr_find,
+    quick_test,
 ):
     cli.add_command(_command)
 
