@@ -9,7 +9,7 @@ into the graph, and only running the file at another shape shows it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import logging
 import os
@@ -57,10 +57,6 @@ class ExportError(NeatError):
     """The model cannot be exported, or the exported file does not match it."""
 
 
-class _Located(Exception):
-    """An exporter error already put in one line, with the model source it came from."""
-
-
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
@@ -89,11 +85,18 @@ def model_type(model: nn.Module) -> str:
 
 
 def require_onnx() -> None:
-    """ONNX export needs the optional `export` extra; say how to get it, not ImportError."""
-    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    """ONNX export needs the optional `export` extra; say how to get it, not ImportError.
+    Imported, not just looked up: a half-installed package fails here, not mid-export."""
+    missing = []
+    for name in EXPORT_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
+        verb = "is" if len(missing) == 1 else "are"
         raise ConfigError(
-            f"ONNX export needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}"
+            f"ONNX export needs {', '.join(missing)}, which {verb} not installed: {INSTALL_HINT}"
         )
 
 
@@ -137,8 +140,6 @@ def _quiet() -> Iterator[None]:
 def _reason(exc: BaseException) -> str:
     """One line: the root cause and the innermost neat source line that failed (the model
     operation a tracer could not follow), without the exporters' pages of advice."""
-    if isinstance(exc, _Located):
-        return str(exc)
     root: BaseException = exc
     while root.__cause__ is not None:
         root = root.__cause__
@@ -163,8 +164,6 @@ def _reason(exc: BaseException) -> str:
         where = f" (in {modules[-1]})" if modules else ""
         lines = lines[-1:]
     message = f"{type(root).__name__}: {lines[0] if lines else ''}"[:400]
-    if message.startswith("RuntimeError: ") and "RuntimeError" in message[14:]:
-        message = message[14:]
     frames = [
         f
         for f in traceback.extract_tb(root.__traceback__)
@@ -228,52 +227,22 @@ def export_model(
 def _to_onnx(
     wrapper: nn.Module, ids: torch.Tensor, dims: dict[int, Any], out: Path, opset: int
 ) -> None:
-    """torch.export first, then the ONNX translation: a translation error names an aten op
-    of the decomposed graph, and the exported program says which model line it came from."""
+    """torch.export first, then the ONNX translation: given the model itself, torch.onnx
+    retries other capture strategies when the dynamic axes fail, and its eventual error hides
+    the first, clearest one (an axis the model's code fixes)."""
     program = torch.export.export(wrapper, (ids,), dynamic_shapes={"input_ids": dims})
-    try:
-        onnx_program = torch.onnx.export(
-            program,
-            (ids,),
-            dynamo=True,
-            input_names=["input_ids"],
-            output_names=["logits"],
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    except Exception as exc:
-        where = _source_of_op(program, str(exc))
-        if where:
-            raise _Located(f"{_reason(exc)} (from {where})") from exc
-        raise
+    onnx_program = torch.onnx.export(
+        program,
+        (ids,),
+        dynamo=True,
+        input_names=["input_ids"],
+        output_names=["logits"],
+        opset_version=opset,
+        optimize=True,
+        verbose=False,
+    )
     assert onnx_program is not None
     onnx_program.save(str(out))
-
-
-def _source_of_op(program: torch.export.ExportedProgram, message: str) -> str:
-    """The model source line of the graph op whose name holds the failing op's name
-    (prims.prod <- aten.cumprod): torch.onnx's error names only the decomposed op."""
-    found = re.search(r"op='(?:\w+)\.(\w+)'", message)
-    if found is None:
-        return ""
-    name = found.group(1)
-    for node in program.graph.nodes:
-        if node.op == "call_function" and name in str(node.target):
-            lines = _neat_lines(str(node.meta.get("stack_trace", "")))
-            if lines:
-                return f"{node.target} at {lines[-1]}"
-    return ""
-
-
-def _neat_lines(stack: str) -> list[str]:
-    """`neat/<file>:<line>` of each neat frame (not this module's) in a printed stack."""
-    frames = re.findall(r'File "([^"]+)", line (\d+)', stack)
-    return [
-        f"neat/{path.split('/neat/', 1)[1]}:{line}"
-        for path, line in frames
-        if "/neat/" in path and "site-packages" not in path and not path.endswith("export.py")
-    ]
 
 
 def _vocab_size(model: nn.Module) -> int:

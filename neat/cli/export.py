@@ -72,10 +72,12 @@ def export(
     The file is kept only after it reproduces the PyTorch model's logits (eval, fp32) on
     random ids at two shapes within --tolerance; otherwise exit 2 and nothing is written.
     """
-    from neat.export import default_output, export_checkpoint
+    from neat.export import default_output, export_checkpoint, require_onnx
     from neat.inference import load_for_inference
     from neat.persistence import resolve_checkpoint
 
+    if fmt == "onnx":  # before the checkpoint is loaded
+        require_onnx()
     path = resolve_checkpoint(checkpoint)
     model, _, block_size = load_for_inference(path, device)
     target = out if out is not None else default_output(path, fmt)  # type: ignore[arg-type]

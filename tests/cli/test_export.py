@@ -3,6 +3,7 @@ PyTorch model's logits at shapes other than the export's; what cannot be exporte
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +160,11 @@ def test_bad_checkpoint_and_seq_len_exit_2(runs: dict[str, Path], tmp_path: Path
     args = ["--format", "torchscript", "--seq-len", "33", "--out", str(tmp_path / "m.pt")]
     code, _, err = invoke("export", "--checkpoint", str(runs["gpt"]), *args)
     assert code == 2 and "block_size 32" in err and not (tmp_path / "m.pt").exists()
+
+
+def test_onnx_without_the_export_extra_says_how_to_install_it(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what import sees when it is absent
+    code, _, err = invoke("export", "--checkpoint", str(runs["gpt"]), "--format", "onnx")
+    assert code == 2 and "onnxruntime" in err and "pip install 'neat[export]'" in err
