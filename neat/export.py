@@ -280,7 +280,13 @@ def check_parity(
 ) -> float:
     """Max abs difference of the exported file's logits from the PyTorch model's (eval, fp32)
     over random ids at each of `shapes`; ExportError when the file cannot run one of them."""
-    run = _runner(fmt, path)
+    try:
+        run = _runner(fmt, path)
+    except Exception as exc:
+        raise ExportError(
+            f"model type {model_type(model)!r}: the exported {fmt} file does not load: "
+            f"{_reason(exc)}"
+        ) from exc
     wrapper = LogitsOnly(model).eval()
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
