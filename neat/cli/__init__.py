@@ -30,9 +30,7 @@ from neat.cli.vq import vq
 __all__ = ["cli", "main"]
 
 
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True
-)
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="neat")
 @click.option(
     "--log-level",
