@@ -73,7 +73,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.indexing.source",
     ),
     "tokenizer": ("neat.data.tokenizers",),
-    "optimization": ("neat.optimization.adamw",),
+    "optimization": ("neat.optimization.adamw", "neat.optimization.muon"),
     "evaluation": (
         "neat.evaluation.evaluator",
         "neat.evaluation.exact_match",

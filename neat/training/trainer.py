@@ -311,7 +311,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         lr = self.lr_at(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         accum = self.schedule.grad_accum_steps
         loss_sum: torch.Tensor | None = None
         for micro in range(accum):
