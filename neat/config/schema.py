@@ -66,6 +66,15 @@ class TrainingConfig(StrictModel):
     activation_checkpointing: bool = Field(
         default=False, description="recompute each block's activations in backward (less memory)"
     )
+    fused_loss: bool = Field(
+        default=False,
+        description="head + cross-entropy in chunks of rows: the logits are never held whole",
+    )
+    fused_loss_chunk: PositiveInt = Field(default=1024, description="rows per fused_loss chunk")
+    float8: bool = Field(
+        default=False,
+        description="torchao float8 training of the linear layers (CUDA, compute capability 8.9+)",
+    )
     init_from_tokenizer: Literal["check", "ignore"] = Field(
         default="check",
         description="ignore: model.init_from may load weights trained with another tokenizer",

@@ -45,6 +45,7 @@ from neat.interfaces.contexts import (
     TokenizerContext,
 )
 from neat.models.adapters.apply import adapters_disabled, apply_finetune, has_adapters
+from neat.models.fused_loss import enable_fused_loss
 from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
@@ -60,6 +61,7 @@ from neat.training.distributed import (
     unwrap_model,
     wrap_model,
 )
+from neat.training.float8 import convert_to_float8
 from neat.training.grpo import GRPO
 from neat.training.mvot import DiscrepancyObjective
 from neat.training.objectives import NextTokenLoss
@@ -261,6 +263,8 @@ def make_model(
         log.info("model_initialised_from", checkpoint=str(checkpoint))
     if finetune is not None:  # after init_from: svf decomposes the trained weights
         apply_finetune(module, finetune)
+    if training.fused_loss:  # after finetune: an adapted head cannot be fused
+        enable_fused_loss(module, model.type, training.fused_loss_chunk)
     return module
 
 
@@ -378,6 +382,8 @@ def make_parallel_model(
             "training.precision=fp16 does not work with training.distributed=fsdp (each "
             "rank's loss scaler would see only its gradient shard); use bf16"
         )
+    if training.float8:  # before DDP / FSDP2 and torch.compile, which must see its layers
+        convert_to_float8(model, device, compiled=training.compile)
     model.to(device)
     return wrap_model(model, dist)
 

@@ -22,6 +22,7 @@ from neat.models.blocks import (
     gpt2_init,
 )
 from neat.models.cache import KVCache
+from neat.models.fused_loss import fused_linear_cross_entropy
 from neat.models.hyena import hyena_flops_per_token
 
 IGNORE_INDEX = -100
@@ -75,6 +76,8 @@ class GPT(nn.Module):
         # Set by the trainer's config (training.activation_checkpointing): trade compute for
         # memory by recomputing each block's activations in the backward pass.
         self.activation_checkpointing = False
+        # training.fused_loss: rows per chunk of the fused head + cross-entropy (None: off).
+        self.fused_loss_chunk: int | None = None
 
     @property
     def block_size(self) -> int:
@@ -93,7 +96,9 @@ class GPT(nn.Module):
         *,
         cache: KVCache | None = None,
     ) -> dict[str, torch.Tensor | None]:
-        """`cache` (generation only): `input_ids` are the positions after those it holds."""
+        """`cache` (generation only): `input_ids` are the positions after those it holds.
+        With `fused_loss_chunk` set and `targets` given, `"logits"` is None: the loss is
+        computed without materialising them (`neat.models.fused_loss`)."""
         t = input_ids.shape[1]
         offset = 0 if cache is None else cache.offset
         if isinstance(offset, int) and offset + t > self.cfg.block_size:
@@ -108,7 +113,16 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        logits: torch.Tensor = self.lm_head(self.ln_f(x))
+        h = self.ln_f(x)
+        if targets is not None and self.fused_loss_chunk:
+            fused = fused_linear_cross_entropy(
+                h.reshape(-1, h.shape[-1]),
+                self.lm_head.weight[: self.vocab_size],  # the padded rows have no targets
+                targets.reshape(-1),
+                chunk=self.fused_loss_chunk,
+            )
+            return {"logits": None, "loss": fused}
+        logits: torch.Tensor = self.lm_head(h)
         if logits.shape[-1] != self.vocab_size:
             logits = logits[..., : self.vocab_size]
         loss = None
