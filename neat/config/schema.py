@@ -233,6 +233,11 @@ class ExperimentConfig(StrictModel):
                 "mvot.discrepancy_weight > 0 adds to the next-token loss, and "
                 f"finetune.objective is {self.finetune.objective}: use one of the two"
             )
+        if self.training.fused_loss:
+            raise ValueError(
+                "mvot.discrepancy_weight > 0 weighs the image positions' logits, which "
+                "training.fused_loss never materialises: set training.fused_loss: false"
+            )
         return self
 
     @model_validator(mode="after")

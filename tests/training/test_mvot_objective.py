@@ -99,3 +99,13 @@ def test_a_codebook_of_another_size_is_named(tmp_path: Path) -> None:
     code, err = train(write_config(tmp_path, codes=9), tmp_path / "run")
     assert code != 0
     assert "codes: 9" in err and "data.tokenizer.codes: 7" in err
+
+
+def test_the_discrepancy_loss_with_the_fused_loss_is_a_config_error(tmp_path: Path) -> None:
+    """The fused head never materialises the logits that L_D weighs."""
+    config = write_config(tmp_path, codes=7)
+    args = ["train", "-c", str(config), "--run-dir", str(tmp_path / "run"),
+            "--set", "training.fused_loss=true"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "training.fused_loss: false" in result.stderr
+    assert not (tmp_path / "run").exists()
