@@ -23,6 +23,7 @@ ROWS = {
     "fmt_all": "all five",
     "parsed": "parsed",
     "cost_ratio": "cost ratio",
+    "cost_ratio_median": "median ratio",
 }
 
 
@@ -140,9 +141,9 @@ def verify_format(
     for key, label in ROWS.items():
         value = scores[key]
         text = "n/a (no controls parsed)" if math.isnan(value) else f"{value:.3f}"
-        note = (
-            "  (mean cost / optimal cost)" if key == "cost_ratio" and math.isfinite(value) else ""
-        )
+        notes = {"cost_ratio": "  (mean cost / optimal mean cost)",
+                 "cost_ratio_median": "  (median of cost / optimal cost)"}  # fmt: skip
+        note = notes.get(key, "") if math.isfinite(value) else ""
         click.echo(f"  {label:<15} {text}{note}")
     for i, (prompt, completion) in enumerate(shown):
         click.echo(f"\n[{i}] {prompt}{completion}", nl=not completion.endswith("\n"))

@@ -8,6 +8,7 @@ as good as the minimum-energy solution written to the same decimals.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -55,6 +56,7 @@ SCORE_KEYS = (
     "fmt_all",
     "parsed",
     "cost_ratio",
+    "cost_ratio_median",
 )
 SPLIT_SUFFIX = {"test": "", "test_ood": "_ood"}
 EvalSplit = Literal["test", "test_ood"]
@@ -70,8 +72,11 @@ def score_completions(
     cfg: DoubleIntegratorSourceConfig,
 ) -> dict[str, float]:
     """The fraction of problems passing each check (`fmt_*`), all five (`fmt_all`), whose
-    controls parse (`parsed`), and the mean cost / reference cost of those (`cost_ratio`,
-    NaN when none parse; the reference cost is floored at 1e-6)."""
+    controls parse (`parsed`), and for those the mean cost over the reference's mean cost
+    (`cost_ratio`) and the median of the per-problem ratios (`cost_ratio_median`, the
+    reference cost floored at 1e-6); NaN when none parse. A mean of per-problem ratios would
+    be ruled by the few problems whose reference costs almost nothing (a start near rest at
+    the origin), where any error is a ratio in the hundreds."""
     if len(problems) != len(completions) or not problems:
         raise ValueError(
             f"need one completion per problem, and some: {len(problems)} problems, "
@@ -79,6 +84,7 @@ def score_completions(
         )
     passed: dict[str, int] = defaultdict(int)
     ratios: list[float] = []
+    costs: list[tuple[float, float]] = []
     for problem, text in zip(problems, completions, strict=True):
         check = check_format(text, steps=cfg.steps, bound=cfg.bound)
         passed["fmt_reasoning"] += check.reasoning_tags
@@ -98,8 +104,12 @@ def score_completions(
                 bound=cfg.bound,
             )
             ratios.append(cost / max(problem.optimal_cost, 1e-6))
-    scores = {key: passed[key] / len(problems) for key in SCORE_KEYS if key != "cost_ratio"}
-    scores["cost_ratio"] = sum(ratios) / len(ratios) if ratios else math.nan
+            costs.append((cost, problem.optimal_cost))
+    ratio_keys = ("cost_ratio", "cost_ratio_median")
+    scores = {key: passed[key] / len(problems) for key in SCORE_KEYS if key not in ratio_keys}
+    reference = sum(best for _, best in costs)
+    scores["cost_ratio"] = sum(c for c, _ in costs) / max(reference, 1e-6) if costs else math.nan
+    scores["cost_ratio_median"] = statistics.median(ratios) if ratios else math.nan
     return scores
 
 
@@ -194,9 +204,9 @@ class ControlFormatEvaluatorConfig(EvaluatorConfig):
     """Greedy answers to double-integrator problems, scored by format and control cost.
 
     Reports, for the test split, `fmt_reasoning`, `fmt_controls`, `fmt_proper`, `fmt_count`,
-    `fmt_bounds`, `fmt_all`, `parsed` and `cost_ratio`; the same with `_ood` for test_ood;
-    `val_loss` (mean loss on the test split's reference answers' tokens, for best-checkpoint
-    tracking).
+    `fmt_bounds`, `fmt_all`, `parsed`, `cost_ratio` and `cost_ratio_median`; the same with
+    `_ood` for test_ood; `val_loss` (mean loss on the test split's reference answers' tokens,
+    for best-checkpoint tracking).
     """
 
     type: Literal["control_format"] = "control_format"
