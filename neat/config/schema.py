@@ -156,6 +156,16 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _muon_needs_whole_matrices(self) -> ExperimentConfig:
+        if self.optimization.type == "muon" and self.training.distributed == "fsdp":
+            raise ValueError(
+                "optimization.type: muon orthogonalises whole weight matrices, and "
+                "training.distributed: fsdp shards them across ranks: use training."
+                "distributed: ddp (or auto) with muon, or optimization.type: adamw with fsdp"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _grpo_fits_the_experiment(self) -> ExperimentConfig:
         check_rl(self)
         return self

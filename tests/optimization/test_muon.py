@@ -153,3 +153,13 @@ def test_a_muon_run_resumes_exactly(tiny_config: Path, tmp_path: Path) -> None:
     assert muon_lr > 0
     for group in groups[1:]:  # the schedule's lr, scaled by adamw_lr / lr
         assert group["lr"] == pytest.approx(muon_lr * 3e-3 / 0.02)
+
+
+def test_muon_with_fsdp_is_one_clear_error() -> None:
+    from neat.config import load_config
+    from neat.errors import ConfigError
+
+    raw = {"data": {"path": "x"}, "optimization": {"type": "muon"},
+           "training": {"distributed": "fsdp"}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"use training\.distributed: ddp"):
+        load_config(raw=raw)
