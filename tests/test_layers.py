@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "experts": 4,
     "visual_thoughts": 4,
     "dispatch": 4,
+    "export": 4,
     "cli": 5,
 }
 
