@@ -392,12 +392,14 @@ class MarkdownIndexer:
         if mode == "dense":
             return self._hits(self._search_dense(query, k), {})
         depth = max(50, 5 * k)
-        lexical = self._store.search_bm25(query, depth)
+        lexical = self._store.search_bm25(query, depth, snippets=False)
         dense = self._search_dense(query, depth)
         fused = reciprocal_rank_fusion(
             [[i for i, _, _ in lexical], [i for i, _ in dense]], k=self.config.rrf_k
-        )
-        return self._hits(fused[:k], {i: t for i, _, t in lexical})
+        )[:k]
+        matched = {i for i, _, _ in lexical}
+        shown = [i for i, _ in fused if i in matched]  # snippets for these only, not all 50
+        return self._hits(fused, self._store.snippets_for(query, shown))
 
     def _require_embedder(self, mode: str) -> IEmbedder:
         if self.embedder is None:

@@ -48,6 +48,7 @@ import numpy as np
 
 from neat.errors import NeatError
 from neat.files import FileLock, LockHeld
+from neat.indexing.bm25 import Bm25Cache
 from neat.indexing.records import HEADING_SEPARATOR, Chunk
 
 __all__ = [
@@ -345,10 +346,10 @@ class IndexStore:
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.lock = _writer_lock(self.db)
         self._counted: tuple[tuple[int, int], int] | None = None  # see _chunk_count
-        self._scratch_changes = 0  # rows the query scratch table changed, all told
         _identify(self.db)
         try:
             self.conn = self._connect()
+            self._bm25 = Bm25Cache(self.conn)
             self._ensure_schema()
             self._stamped = self._application_id() == APPLICATION_ID
         except sqlite3.DatabaseError as exc:
@@ -408,6 +409,7 @@ class IndexStore:
         return int(value) if value is not None else None
 
     def close(self) -> None:
+        self._bm25.close()
         self.conn.close()
         self.lock.close()
 
@@ -706,74 +708,117 @@ class IndexStore:
 
     # -- search ------------------------------------------------------------------------------------
 
-    def search_bm25(self, query: str, k: int) -> list[tuple[int, float, str]]:
-        """(chunk id, score, snippet) best first; score is -bm25, so larger is better."""
+    def search_bm25(
+        self, query: str, k: int, *, snippets: bool = True
+    ) -> list[tuple[int, float, str]]:
+        """(chunk id, score, snippet) best first; score is -bm25, so larger is better.
+
+        Free words are scored from statistics cached per generation (`neat.indexing.bm25`,
+        equal to FTS5's bm25()); phrases, and words the tokenizer splits, go to FTS5. Either
+        way snippets are made for the `k` rows returned only (`snippets=False`: none, "" in
+        their place; `snippets_for` makes them later for the hits actually shown).
+        """
         phrases, words = split_query(query)
-        free = self._informative_words(" ".join(words), phrases=bool(phrases))
-        match = match_expression(phrases, free)
-        if match is None or k <= 0:
+        if k <= 0 or not (phrases or words):
             return []
+        with self._one_snapshot():
+            free = self._informative_words(" ".join(words), phrases=bool(phrases))
+            match = match_expression(phrases, free)
+            if match is None:
+                return []
+            ranked = None if phrases else self._bm25_cached(free, k)
+            if ranked is None:
+                ranked = [
+                    (int(i), float(s))
+                    for i, s in self.conn.execute(
+                        "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts "
+                        "MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+                        (match, k),
+                    )
+                ]
+            found = self._snippets(match, [i for i, _ in ranked]) if snippets else {}
+        return [(i, s, found.get(i, "")) for i, s in ranked]
+
+    def snippets_for(self, query: str, ids: Sequence[int]) -> dict[int, str]:
+        """The snippets `search_bm25(query)` gives these chunks (those it matches)."""
+        phrases, words = split_query(query)
+        if not ids:
+            return {}
+        with self._one_snapshot():
+            free = self._informative_words(" ".join(words), phrases=bool(phrases))
+            match = match_expression(phrases, free)
+            return {} if match is None else self._snippets(match, ids)
+
+    def _snippets(self, match: str, ids: Sequence[int]) -> dict[int, str]:
+        """snippet() of these rows only. In the ranking query FTS5 would make one for every
+        matching row before the sort (most of a query's cost), and a `rowid IN` filter on a
+        MATCH still evaluates the expression over every row; the rows' own text is enough."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
         rows = self.conn.execute(
-            "SELECT rowid, -bm25(chunks_fts), snippet(chunks_fts, 1, '', '', '…', 32) "
-            "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, k),
+            f"SELECT rowid, heading, body FROM chunks_fts WHERE rowid IN ({marks})", wanted
         ).fetchall()
-        return [(int(i), float(s), compact_snippet(snip)) for i, s, snip in rows]
+        made = self._bm25.snippets(match, rows)
+        return {i: compact_snippet(snip) for i, snip in made.items()}
+
+    def _bm25_cached(self, words: Sequence[str], k: int) -> list[tuple[int, float]] | None:
+        """The FTS5 ranking of the OR of `words` from cached statistics; None when a word is
+        not exactly one token (FTS5 would make it a phrase)."""
+        tokens = self._bm25.tokens(words)
+        if not all(len(t) == 1 for t in tokens):
+            return None
+        snapshot = self._bm25.snapshot(self.generation)
+        return self._bm25.top(snapshot, [t[0] for t in tokens], k)
+
+    @contextmanager
+    def _one_snapshot(self) -> Iterator[None]:
+        """One read transaction (WAL: one snapshot) around a query's reads, so the cached
+        statistics, the generation that keys them and FTS5 all see the same index. Inside
+        a transaction already (a writer searching), that one is the snapshot."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")  # read only: nothing to keep or undo
 
     def _informative_words(self, text: str, *, phrases: bool = False) -> list[str]:
-        """The words of `text` without those in more than half of all chunks.
+        """The words of `text` without those in half of all chunks or more.
 
         FTS5's BM25 clamps a term's IDF to 1e-6 once it is in half the rows or more (notes
         §3.1), so such a word cannot change the ranking, yet its posting list (nearly every
         row) dominates the query's cost. A query made only of such words is kept whole, unless
-        it has phrases, which then carry it.
+        it has phrases, which then carry it. Document counts are cached per generation.
         """
         words = list(dict.fromkeys(w.lower() for w in _TERM.findall(text)))[:MAX_QUERY_TERMS]
         if len(words) < (1 if phrases else 2):
             return words
-        stems = self._stems(words)
-        placeholders = ",".join("?" * len(set(stems)))
-        doc_counts = dict(
-            self.conn.execute(
-                f"SELECT term, doc FROM temp.neat_chunks_vocab WHERE term IN ({placeholders})",
-                sorted(set(stems)),
-            ).fetchall()
-        )
-        rows = self._chunk_count()
-        kept = [w for w, t in zip(words, stems, strict=True) if 2 * doc_counts.get(t, 0) < rows]
+        with self._one_snapshot():
+            snapshot = self._bm25.snapshot(self.generation)
+            counts = self._bm25.doc_counts(snapshot, self._stems(words))
+        kept = [w for w, n in zip(words, counts, strict=True) if 2 * n < snapshot.rows]
         return kept if kept or phrases else words
 
     def _chunk_count(self) -> int:
         """COUNT(*) of chunks, recounted only after a write: `PRAGMA data_version` moves on
-        other connections' commits, `total_changes` (less the scratch table's) on ours."""
+        other connections' commits, `total_changes` on ours."""
         version = (
             int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
-            self.conn.total_changes - self._scratch_changes,
+            self.conn.total_changes,
         )
         if self._counted is None or self._counted[0] != version:
             self._counted = (version, self.count("chunks"))
         return self._counted[1]
 
     def _stems(self, words: Sequence[str]) -> list[str]:
-        """Each word as the index's tokenizer stores it (porter), via a scratch FTS5 table in
-        the connection's temp schema; the main database is not written."""
-        before = self.conn.total_changes - self._scratch_changes
-        for statement in (
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_query "
-            "USING fts5(word, tokenize='porter unicode61')",
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_query_vocab "
-            "USING fts5vocab(temp, neat_query, 'instance')",
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.neat_chunks_vocab "
-            "USING fts5vocab(main, chunks_fts, 'row')",
-            "DELETE FROM temp.neat_query",
-        ):
-            self.conn.execute(statement)  # not executescript: it would commit an open transaction
-        self.conn.executemany(
-            "INSERT INTO temp.neat_query (rowid, word) VALUES (?, ?)", enumerate(words)
-        )
-        self._scratch_changes = self.conn.total_changes - before
-        found = dict(self.conn.execute("SELECT doc, term FROM temp.neat_query_vocab").fetchall())
-        return [str(found.get(i, w)) for i, w in enumerate(words)]
+        """Each word as the index's tokenizer stores it (porter); a word it splits is
+        represented by its last token, one it drops by itself."""
+        return [t[-1] if t else w for t, w in zip(self._bm25.tokens(words), words, strict=True)]
 
     # -- counts ------------------------------------------------------------------------------------
 
