@@ -58,6 +58,10 @@ class TrainingConfig(StrictModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         default="default", description="torch.compile mode; reduce-overhead uses CUDA graphs"
     )
+    attention_backend: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
+        default="auto",
+        description="the SDPA kernel on CUDA: auto (PyTorch's pick), flash, cudnn, efficient, math",
+    )
     prefetch_batches: int = Field(
         default=0,
         ge=0,

@@ -37,7 +37,7 @@ class ServiceContainer(containers.DeclarativeContainer):
 
     # where it runs; under torchrun every rank takes rank 0's run directory and resume point
     dist = providers.Singleton(f.make_dist, training=training_cfg)
-    device = providers.Singleton(f.make_device, dist=dist)
+    device = providers.Singleton(f.make_device, dist=dist, training=training_cfg)
     precision = providers.Singleton(resolve_precision, training_cfg.precision, device=device)
     run_dir = providers.Singleton(f.agreed, requested_run_dir, dist=dist)
     resume_from = providers.Singleton(f.agreed, requested_resume, dist=dist)

@@ -50,7 +50,7 @@ from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import CHECKPOINTS_DIR
-from neat.training.device import enable_fast_math, memory_bytes
+from neat.training.device import enable_fast_math, memory_bytes, set_attention_backend
 from neat.training.distributed import (
     SINGLE,
     DistInfo,
@@ -80,8 +80,9 @@ def make_dist(training: TrainingConfig) -> DistInfo:
     return init_distributed(training.distributed, training.device)
 
 
-def make_device(dist: DistInfo) -> torch.device:
+def make_device(dist: DistInfo, training: TrainingConfig) -> torch.device:
     enable_fast_math(dist.device)
+    set_attention_backend(training.attention_backend, dist.device)
     return dist.device
 
 

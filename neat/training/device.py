@@ -102,6 +102,27 @@ def enable_fast_math(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+# `training.attention_backend`: the SDPA kernels left on (PyTorch picks among those on; math,
+# the reference, stays as the fallback for shapes and masks a fast kernel does not take).
+ATTENTION_BACKENDS: dict[str, tuple[str, ...]] = {
+    "flash": ("flash", "math"),
+    "cudnn": ("cudnn", "math"),
+    "efficient": ("mem_efficient", "math"),
+    "math": ("math",),
+}
+
+
+def set_attention_backend(name: str, device: torch.device) -> None:
+    """Leave only `name`'s SDPA kernels on, process-wide like TF32; `auto` keeps PyTorch's
+    choice (flash attention on recent GPUs). cuDNN's attention is the fastest on Hopper for
+    some shapes (PyTorch 2.5 release notes), which only a measurement on the GPU tells."""
+    if name == "auto" or device.type != "cuda":
+        return
+    wanted = ATTENTION_BACKENDS[name]
+    for kernel in ("flash", "mem_efficient", "cudnn", "math"):
+        getattr(torch.backends.cuda, f"enable_{kernel}_sdp")(kernel in wanted)
+
+
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
