@@ -54,7 +54,9 @@ def cli(ctx: click.Context, log_level: str) -> None:
     """
     from neat.monitoring.logs import configure_logging
 
-    console = Console(stderr=True)
+    # emoji=False: neat prints no emoji codes, and rich would otherwise rewrite ":name:" in
+    # paths and sample text and load its 0.6 MB emoji table on the first print (issue 19).
+    console = Console(stderr=True, emoji=False)
     ctx.obj = {"console": console}
     shown = log_level.upper()
     configure_logging(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import json
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,10 +57,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if suffix == ".json":
             raw = json.loads(text, object_pairs_hook=_unique_json_keys(path))
         elif suffix == ".toml":
+            import tomllib  # here, not at the top: most configs are YAML
+
             raw = tomllib.loads(text)
         else:
             raw = parse_yaml(text, str(path))
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: cannot parse: {exc}") from exc
     if raw is None:
         raw = {}

@@ -16,9 +16,13 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+# `tokenizers` (a 3 MB native library) is imported where a BPE is built or loaded, not here:
+# runs with the byte or char tokenizer never load it (issue 19: the CPU example's peak memory).
 
 __all__ = ["EOT_CANDIDATES", "HFTokenizer", "byte_level_decoder_map", "train_bpe"]
 
@@ -87,6 +91,8 @@ class HFTokenizer:
 
     @classmethod
     def from_str(cls, text: str, eot_token: str | None = None) -> HFTokenizer:
+        from tokenizers import Tokenizer
+
         try:
             tokenizer = Tokenizer.from_str(text)
         except Exception as exc:  # the library raises a bare Exception on a malformed file
@@ -215,6 +221,8 @@ def train_bpe(
     Special tokens take the first ids, then the 256 byte tokens, then the merges. The corpus
     is read once, in batches, and never held whole.
     """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

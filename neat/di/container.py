@@ -33,7 +33,7 @@ class ServiceContainer(containers.DeclarativeContainer):
 
     requested_run_dir = providers.Dependency(instance_of=Path)
     requested_resume: providers.Provider[Path | None] = providers.Object(None)
-    console = providers.Singleton(Console, stderr=True)
+    console = providers.Singleton(Console, stderr=True, emoji=False)  # as neat.cli's
 
     # where it runs; under torchrun every rank takes rank 0's run directory and resume point
     dist = providers.Singleton(f.make_dist, training=training_cfg)

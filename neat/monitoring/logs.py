@@ -78,7 +78,7 @@ def configure_logging(
     """
     numeric_level = _parse_level(level)
     shown_level = _parse_level(console_level) if console_level is not None else numeric_level
-    console = console if console is not None else Console(stderr=True)
+    console = console if console is not None else Console(stderr=True, emoji=False)
 
     root = logging.getLogger()
     for handler in list(root.handlers):
