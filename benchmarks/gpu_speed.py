@@ -58,6 +58,7 @@ VARIANTS = [
     Variant("cuda_graphs", ["training.compile_mode=reduce-overhead"]),
     Variant("coordinate_descent", env={"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"}),
     Variant("float8", ["training.float8=true"]),
+    Variant("compiled_optimizer", ["training.compile_optimizer=true"]),
     Variant("muon", ["optimization.type=muon"]),  # not faster by itself: its cost per step
 ]
 

@@ -75,6 +75,11 @@ class TrainingConfig(StrictModel):
         description="head + cross-entropy in chunks of rows: the logits are never held whole",
     )
     fused_loss_chunk: PositiveInt = Field(default=1024, description="rows per fused_loss chunk")
+    compile_optimizer: bool = Field(
+        default=False,
+        description="torch.compile the optimizer step (adamw; lr held as a tensor so the "
+        "schedule does not recompile it)",
+    )
     float8: bool = Field(
         default=False,
         description="torchao float8 training of the linear layers (CUDA, compute capability 8.9+)",
@@ -251,6 +256,15 @@ class ExperimentConfig(StrictModel):
             raise ValueError(
                 "mvot.discrepancy_weight > 0 weighs the image positions' logits, which "
                 "training.fused_loss never materialises: set training.fused_loss: false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _compiled_step_is_adamws(self) -> ExperimentConfig:
+        if self.training.compile_optimizer and self.optimization.type != "adamw":
+            raise ValueError(
+                "training.compile_optimizer compiles AdamW's step, and optimization.type is "
+                f"{self.optimization.type!r}: set training.compile_optimizer: false"
             )
         return self
 

@@ -142,6 +142,7 @@ class ServiceContainer(containers.DeclarativeContainer):
         grad_clip=config.provided.optimization.grad_clip,
         compile=training_cfg.compile,
         compile_mode=training_cfg.compile_mode,
+        compile_optimizer=training_cfg.compile_optimizer,
         seed=training_cfg.seed,
     )
     run_files = providers.Singleton(

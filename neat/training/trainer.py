@@ -86,6 +86,7 @@ class StepOptions:
     grad_clip: float = 1.0
     compile: bool = False
     compile_mode: str = "default"
+    compile_optimizer: bool = False
     seed: int = 1337
 
 
@@ -153,6 +154,8 @@ class Trainer:
         self._last_checkpoint: Path | None = None  # saved in this run, for the divergence message
         self.tracker = BestTracker.from_config(schedule.early_stopping)
         self.sampler = sampler  # evaluation.sample: text after each evaluation
+        self._step_fn: Callable[[], object] | None = None  # compile_optimizer's step
+        self._step_of: torch.optim.Optimizer | None = None
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -311,7 +314,11 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         lr = self.lr_at(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            value = lr * group.get("lr_scale", 1.0)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)  # compile_optimizer: the compiled step reads it
+            else:
+                group["lr"] = value
         accum = self.schedule.grad_accum_steps
         loss_sum: torch.Tensor | None = None
         for micro in range(accum):
@@ -335,10 +342,24 @@ class Trainer:
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
+        elif self.options.compile_optimizer:
+            self._compiled_step(optimizer)()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm
+
+    def _compiled_step(self, optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+        """`optimizer.step` under torch.compile (PyTorch's compiled-optimizer recipe), made
+        once. Each group's lr becomes a 0-d tensor first: a float lr is a constant to dynamo,
+        so every new value of the schedule would recompile the step."""
+        if self._step_fn is None or self._step_of is not optimizer:
+            for group in optimizer.param_groups:
+                device = group["params"][0].device
+                group["lr"] = torch.tensor(float(group["lr"]), device=device)
+            self._step_fn = torch.compile(optimizer.step)
+            self._step_of = optimizer
+        return self._step_fn
 
     # -- at intervals (the only host syncs) --------------------------------------------------------
 
