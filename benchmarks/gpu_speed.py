@@ -163,9 +163,10 @@ def main() -> None:
             print(f"{row['variant']:>20} {row['batch']:>5}  error: {row['error'][-200:]}")
             continue
         ratio = row.get("over_nanogpt")
+        shown = "-" if ratio is None else f"{ratio:.3f}"  # no nanoGPT row at this batch
         print(
             f"{row['variant']:>20} {row['batch']:>5} {row['tokens_per_s']:>10,.0f} "
-            f"{ratio if ratio is None else f'{ratio:.3f}':>9} {row['peak_memory_gib']:>6.1f}"
+            f"{shown:>9} {row['peak_memory_gib']:>6.1f}"
         )
     print("largest batch (extrapolated):", json.dumps(report["max_batch"]))
 
