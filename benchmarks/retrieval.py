@@ -1,14 +1,20 @@
-"""The labelled retrieval benchmark over the Rust book: section-heading queries.
+"""The labelled retrieval benchmarks: section-heading queries over a markdown corpus.
+
+The Rust book (benchmarks/data/rust-book) is one corpus; `pydoc_topics` and `package_docs`
+(benchmarks/retrieval_corpora.py, written offline from the Python and the venv) are two more,
+so that a gain is not tuned to one corpus. All are labelled the same way:
 
 Each H2/H3 heading of a chapter becomes a query, and the section it titles is the one relevant
-item (docs/research/indexing.md §5). A copy of the corpus is written with those headings
-replaced by neutral ones (`## Section 137`, numbers shuffled so they say nothing about the
-content) on the same line, so the heading words are gone from the section text and from the
-heading path the indexer stores and searches, and line numbers stay those of the original.
+item (docs/research/indexing.md §5). A copy of the corpus (its .md files, subfolders included)
+is written with those headings replaced by neutral ones (`## Section 137`, numbers shuffled
+so they say nothing about the content) on the same line, so the heading words are gone from
+the section text and from the heading path the indexer stores and searches, and line numbers
+stay those of the original.
 
-Left out, to keep every label unambiguous and answerable: SUMMARY.md (a table of contents, not
-content; it is not indexed either), sections whose own body has fewer than 200 characters, and
-headings whose text occurs more than once in the book ("Summary", "Creating a New Project").
+Left out, to keep every label unambiguous and answerable: the Rust book's SUMMARY.md (a table
+of contents, not content; it is not indexed either), sections whose own body has fewer than
+200 characters, and headings whose text occurs more than once in the corpus ("Summary",
+"Creating a New Project").
 
 A section runs from its heading line to the line before the next H1-H3 heading (deeper headings
 stay inside it), so sections never overlap and every chunk of the index falls in exactly one:
@@ -16,14 +22,16 @@ the one holding its start line. A heading with no body at all is folded into the
 it, as the chunker folds it into that section's first chunk. Rankings are made per section:
 search returns chunks, each maps to its section, and a section keeps its best rank only.
 
-    python benchmarks/retrieval.py [MODEL_DIR]
+    python benchmarks/retrieval.py [--corpus rust_book|pydoc_topics|package_docs] [MODEL_DIR]
 
 prints recall@10, MRR@10 and nDCG@10 for bm25 and, given a sentence-transformers model folder
-(or NEAT_BENCH_EMBEDDER), for dense and hybrid.
+(or NEAT_BENCH_EMBEDDER), for dense and hybrid; with NEAT_BENCH_NEAT_EMBEDDER (a NeatEmbedder
+folder) also for its dense and hybrid, as `dense:neat` and `hybrid:neat`.
 """
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import os
 import random
@@ -46,7 +54,15 @@ from neat.indexing.indexer import MarkdownIndexer
 from neat.indexing.metrics import evaluate_run
 from neat.interfaces import IEmbedder, SearchHit
 
-__all__ = ["RUST_BOOK", "RetrievalBenchmark", "Section", "build_benchmark", "open_indexer"]
+__all__ = [
+    "CORPORA",
+    "RUST_BOOK",
+    "RetrievalBenchmark",
+    "Section",
+    "build_benchmark",
+    "corpus_source",
+    "open_indexer",
+]
 
 RUST_BOOK = Path(__file__).resolve().parent / "data" / "rust-book"
 K = 10
@@ -56,6 +72,7 @@ SEARCH_DEPTH = 50
 MIN_BODY_CHARS = 200
 LABELLED_LEVELS = (2, 3)
 SKIP_FILES = frozenset({"SUMMARY.md"})
+CORPORA = ("rust_book", "pydoc_topics", "package_docs")
 SEED = 20240917
 # Neutral headings are numbered from here: three digits never equal a small number in a query
 # ("UTF-8").
@@ -118,14 +135,34 @@ class RetrievalBenchmark:
         return evaluate_run(run, self.qrels, k=k), seconds
 
 
-def build_benchmark(src: Path = RUST_BOOK, out: Path | None = None) -> RetrievalBenchmark:
-    """Label the chapters under `src` and write the rewritten corpus to `out` (default: a new
-    temporary folder). Deterministic: same input, same files, queries and ids."""
+def corpus_source(name: str, work: Path) -> tuple[Path, frozenset[str]]:
+    """The source folder of corpus `name` and the relative paths to leave out of it; the
+    generated corpora are written under `work` first."""
+    if name == "rust_book":
+        return RUST_BOOK, SKIP_FILES
+    from retrieval_corpora import BUILDERS  # imported late: it walks site-packages when run
+
+    if name not in BUILDERS:
+        raise ValueError(f"unknown corpus {name!r}; one of {', '.join(CORPORA)}")
+    BUILDERS[name](work / name)
+    return work / name, frozenset()
+
+
+def build_benchmark(
+    src: Path = RUST_BOOK, out: Path | None = None, skip: frozenset[str] = SKIP_FILES
+) -> RetrievalBenchmark:
+    """Label the .md files under `src` (recursively; `skip` names relative paths to leave out)
+    and write the rewritten corpus to `out` (default: a new temporary folder).
+    Deterministic: same input, same files, queries and ids."""
     if out is None:
-        out = Path(tempfile.mkdtemp(prefix="rust-book-bench-"))
+        out = Path(tempfile.mkdtemp(prefix="retrieval-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in src.glob("*.md") if p.name not in SKIP_FILES)
-    texts = {p.name: p.read_text(encoding="utf-8").replace("\r\n", "\n") for p in files}
+    rels = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.md") if p.is_file())
+    files = [src / rel for rel in rels if rel not in skip]
+    texts = {
+        p.relative_to(src).as_posix(): p.read_text(encoding="utf-8").replace("\r\n", "\n")
+        for p in files
+    }
     headings = {name: _headings(text) for name, text in texts.items()}
     seen = Counter(_norm(title) for found in headings.values() for _, _, title in found)
 
@@ -161,6 +198,7 @@ def build_benchmark(src: Path = RUST_BOOK, out: Path | None = None) -> Retrieval
         queries[qid] = title
         qrels[qid] = {_section_id(sections[name], line + 1)}
     for name, lines in lines_of.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("\n".join(lines), encoding="utf-8")
     return RetrievalBenchmark(out, queries, qrels, sections)
 
@@ -234,29 +272,52 @@ def open_indexer(corpus: Path, db: Path, embedder: IEmbedder | None = None) -> M
 
 def table(rows: dict[str, dict[str, float]]) -> str:
     """Metrics per mode as aligned text."""
-    head = f"{'mode':<8}{'queries':>9}{'recall@10':>11}{'MRR@10':>9}{'nDCG@10':>9}{'p50 ms':>9}"
+    head = f"{'mode':<12}{'queries':>9}{'recall@10':>11}{'MRR@10':>9}{'nDCG@10':>9}{'p50 ms':>9}"
     body = [
-        f"{mode:<8}{int(m['queries']):>9}{m['recall@10']:>11.3f}{m['mrr@10']:>9.3f}"
+        f"{mode:<12}{int(m['queries']):>9}{m['recall@10']:>11.3f}{m['mrr@10']:>9.3f}"
         f"{m['ndcg@10']:>9.3f}{m.get('p50_ms', float('nan')):>9.2f}"
         for mode, m in rows.items()
     ]
     return "\n".join([head, *body])
 
 
+def neat_embedder(folder: Path) -> IEmbedder:
+    """`neat.indexing.neat_embedder.NeatEmbedder` over `folder`, imported only when asked for."""
+    from neat.indexing.neat_embedder import NeatEmbedder  # type: ignore[import-not-found]
+
+    embedder: IEmbedder = NeatEmbedder(folder)
+    return embedder
+
+
 def main(argv: Sequence[str]) -> None:
-    model = argv[0] if argv else os.environ.get("NEAT_BENCH_EMBEDDER")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("model", nargs="?", default=os.environ.get("NEAT_BENCH_EMBEDDER"))
+    parser.add_argument("--corpus", choices=CORPORA, default="rust_book")
+    args = parser.parse_args(argv)
+    neat_model = os.environ.get("NEAT_BENCH_NEAT_EMBEDDER")
     work = Path(tempfile.mkdtemp(prefix="neat-retrieval-"))
     try:
-        bench = build_benchmark(RUST_BOOK, work / "corpus")
-        embedder = SentenceTransformerEmbedder(model) if model else None
-        started = time.perf_counter()
-        with open_indexer(bench.corpus, work / "index.db", embedder) as indexer:
-            chunks = indexer.stats()["chunks"]
-            print(f"built in {time.perf_counter() - started:.1f} s: {chunks} chunks")
-            rows = {}
-            for mode in ("bm25", "dense", "hybrid") if embedder else ("bm25",):
-                metrics, seconds = bench.evaluate(indexer, mode)
-                rows[mode] = {**metrics, "p50_ms": 1000 * statistics.median(seconds)}
+        src, skip = corpus_source(args.corpus, work / "source")
+        bench = build_benchmark(src, work / "corpus", skip)
+        files = len(bench.sections)
+        sections = sum(len(s) for s in bench.sections.values())
+        print(f"{args.corpus}: {files} files, {sections} sections, {len(bench.queries)} queries")
+        embedders: dict[str, IEmbedder | None] = {"": None}
+        if args.model:
+            embedders[""] = SentenceTransformerEmbedder(Path(args.model))
+        if neat_model:
+            embedders[":neat"] = neat_embedder(Path(neat_model))
+        rows: dict[str, dict[str, float]] = {}
+        for suffix, embedder in embedders.items():
+            started = time.perf_counter()
+            with open_indexer(bench.corpus, work / f"index{suffix[1:]}.db", embedder) as indexer:
+                chunks = indexer.stats()["chunks"]
+                print(f"built in {time.perf_counter() - started:.1f} s: {chunks} chunks")
+                modes = ("dense", "hybrid") if embedder else ()
+                for mode in ("bm25", *modes) if not suffix else modes:
+                    metrics, seconds = bench.evaluate(indexer, mode)
+                    p50 = 1000 * statistics.median(seconds)
+                    rows[mode + suffix] = {**metrics, "p50_ms": p50}
         print(table(rows))
     finally:
         shutil.rmtree(work, ignore_errors=True)
