@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import importlib
 import os
 import random
 import shutil
@@ -282,10 +283,10 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def neat_embedder(folder: Path) -> IEmbedder:
-    """`neat.indexing.neat_embedder.NeatEmbedder` over `folder`, imported only when asked for."""
-    from neat.indexing.neat_embedder import NeatEmbedder  # type: ignore[import-not-found]
-
-    embedder: IEmbedder = NeatEmbedder(folder)
+    """`neat.indexing.neat_embedder.NeatEmbedder` over `folder`, imported only when asked for
+    (by name, so this file type-checks and runs whether or not that module exists yet)."""
+    module = importlib.import_module("neat.indexing.neat_embedder")
+    embedder: IEmbedder = module.NeatEmbedder(folder)
     return embedder
 
 
