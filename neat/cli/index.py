@@ -79,7 +79,17 @@ def _build_summary(report: dict[str, Any]) -> str:
         f"{report.get('removed', 0)} removed, {skipped_count} skipped; "
         f"{report.get('chunks_added', 0)} chunks added, {report.get('chunks_removed', 0)} "
         f"removed, {report.get('embedded', 0)} embedded in {report.get('seconds', 0.0):.2f} s"
+        + _token_limit_note(report)
     )
+
+
+def _token_limit_note(report: dict[str, Any]) -> str:
+    """Chunks split to the embedder's token limit, and pieces embedded truncated (said only
+    when there are any: a bm25 index never has either)."""
+    split, truncated = report.get("chunks_split", 0), report.get("chunks_truncated", 0)
+    if not split and not truncated:
+        return ""
+    return f"; {split} chunks split to the embedder's token limit, {truncated} embedded truncated"
 
 
 def _echo_notes(report: dict[str, Any]) -> None:
@@ -264,7 +274,9 @@ def index_check(
 
     config = _indexing_config(config_path, overrides)
     _require_db(Path(db or config.db))
-    with _open(config, db, embed=repair) as indexer:
+    # The embedder even without --repair: its token limit is part of the chunker key, so
+    # checking without it would take every file chunked to that limit for stale.
+    with _open(config, db) as indexer:
         report = dict(indexer.check(repair=repair))
     remaining = list(report.get("remaining", []))
     damaged = [p for p in remaining if is_damage(p)]

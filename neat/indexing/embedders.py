@@ -105,9 +105,35 @@ class SentenceTransformerEmbedder:
         assert self._dim is not None
         return self._dim
 
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of a text the model reads (its `max_seq_length` less the special
+        tokens it adds): the indexer splits chunks to fit, since `embed` drops the rest."""
+        model = self._ensure_loaded()
+        tokenizer = model.tokenizer
+        special = int(tokenizer.num_special_tokens_to_add(pair=False)) if tokenizer else 0
+        return max(int(model.max_seq_length or 0) - special, 1)
+
+    def token_count(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is, special tokens not counted (as in `max_tokens`), with
+        the model's own tokenizer and lower-casing; never truncated, so an over-long text is
+        measured in full."""
+        if isinstance(texts, str):
+            raise TypeError("token_count takes a sequence of texts, not a single string")
+        items = list(texts)
+        if not items:
+            return []
+        model = self._ensure_loaded()
+        if model.tokenizer is None:
+            raise ConfigError(f"the model in {self._path} has no text tokenizer")
+        if getattr(model[0], "do_lower_case", False):
+            items = [item.lower() for item in items]
+        encoded = model.tokenizer(items, add_special_tokens=False, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed `texts` into a float32 (len(texts), dim) array of unit rows (zero rows stay
-        zero). Long texts are truncated to the model's `max_seq_length`."""
+        zero). Texts over `max_tokens` are truncated (the indexer splits chunks first)."""
         if isinstance(texts, str):
             raise TypeError("embed takes a sequence of texts, not a single string")
         items = list(texts)

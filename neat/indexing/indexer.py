@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -54,6 +54,7 @@ from neat.indexing.store import (
     compact_snippet,
     posix_rel,
 )
+from neat.indexing.token_limit import FitReport, TokenLimit, fit_chunks, token_limit
 from neat.indexing.vectors import VectorIndex
 from neat.interfaces import Document, IEmbedder, SearchHit
 
@@ -69,9 +70,12 @@ FileKey = tuple[int, str]  # (root id, path relative to the root's folder)
 Progress = Callable[[int, int], None]  # (files checked, files in all)
 
 
-def chunker_key(chunking: ChunkingConfig) -> str:
-    """Names the chunking that produced a file's chunks; a different key re-chunks the file."""
-    return f"{CHUNKER_VERSION}/{chunking.max_chars}/{chunking.overlap_chars}"
+def chunker_key(chunking: ChunkingConfig, limit: TokenLimit | None = None) -> str:
+    """Names the chunking that produced a file's chunks; a different key re-chunks the file.
+    An embedder's token limit (and identity) is part of it, so another embedder re-chunks;
+    without one the key is as it always was."""
+    key = f"{CHUNKER_VERSION}/{chunking.max_chars}/{chunking.overlap_chars}"
+    return key if limit is None else f"{key}/{limit.key}"
 
 
 @dataclass(slots=True)
@@ -88,6 +92,10 @@ class BuildReport:
     chunks_added: int = 0
     chunks_removed: int = 0
     embedded: int = 0
+    # Chunks over the embedder's token limit split into pieces that fit, and pieces that
+    # still do not (one unbreakable run of text) and are embedded truncated.
+    chunks_split: int = 0
+    chunks_truncated: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
     generation: int = 0
@@ -140,7 +148,7 @@ class MarkdownIndexer:
         self.embedder = embedder
         self._store = IndexStore(Path(db))
         self.db = self._store.db
-        self._chunker = chunker_key(config.chunking)
+        self._chunking: tuple[str, TokenLimit | None] | None = None
         self._dense: tuple[int, VectorIndex] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -158,6 +166,18 @@ class MarkdownIndexer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def _chunker(self) -> str:
+        """The current chunker key; asked of the embedder on first use, as its token limit
+        loads the model (a bm25 search never needs it)."""
+        return self._chunking_setup()[0]
+
+    def _chunking_setup(self) -> tuple[str, TokenLimit | None]:
+        if self._chunking is None:
+            limit = token_limit(self.embedder)
+            self._chunking = (chunker_key(self.config.chunking, limit), limit)
+        return self._chunking
 
     @property
     def generation(self) -> int:
@@ -289,6 +309,12 @@ class MarkdownIndexer:
         text = data.decode("utf-8")
         row = FileRow(key[0], key[1], file.size, file.mtime_ns, sha, self._chunker, 0)
         parsed = parse_markdown(text, key[1], self.config.chunking)
+        limit = self._chunking_setup()[1]
+        if limit is not None:
+            fit = FitReport()
+            parsed = replace(parsed, chunks=fit_chunks(parsed.chunks, limit, fit))
+            report.chunks_split += fit.split
+            report.chunks_truncated += fit.truncated
         report.warnings += [{"path": str(file.path), "detail": w} for w in parsed.warnings]
         return _Parsed(key, row, parsed, is_new=known is None)
 

@@ -221,7 +221,14 @@ class IMonitor(Protocol):
 
 @runtime_checkable
 class IEmbedder(Protocol):
-    """Turns texts into unit-length vectors for dense search."""
+    """Turns texts into unit-length vectors for dense search.
+
+    Optional members, looked up with `getattr` (an embedder without them still works):
+    `fingerprint` (str), the identity stored vectors are valid for; `max_tokens` (int), the
+    most tokens of a text it reads, and `token_count(texts) -> list[int]`, each text's length
+    in those tokens (special tokens not counted). With both, the indexer splits chunks over
+    the limit rather than let `embed` truncate them, and counts any piece it cannot split.
+    """
 
     @property
     def dim(self) -> int: ...
