@@ -17,6 +17,7 @@ from neat.cli.config import config, init
 from neat.cli.data import data
 from neat.cli.export import export
 from neat.cli.index import index
+from neat.cli.index_embedder import train_embedder
 from neat.cli.infer import evaluate, generate
 from neat.cli.lr_find import lr_find
 from neat.cli.quick_test import quick_test
@@ -93,6 +94,7 @@ for _command in (
     quick_test,
 ):
     cli.add_command(_command)
+index.add_command(train_embedder)
 
 
 def main() -> None:

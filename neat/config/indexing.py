@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_SKIP_DIRS",
     "ChunkingConfig",
     "IndexingConfig",
+    "NeatEmbedderConfig",
     "SearchMode",
     "SentenceTransformerEmbedderConfig",
 ]
@@ -64,6 +65,20 @@ class SentenceTransformerEmbedderConfig(ComponentConfig):
     device: str = "cpu"
 
 
+class NeatEmbedderConfig(ComponentConfig):
+    """A bi-encoder neat trained on the corpus (`neat index train-embedder --out DIR`)."""
+
+    type: Literal["neat"] = "neat"
+    path: PathStr
+    batch_size: PositiveInt = 64
+    device: str = "cpu"
+
+
+# told apart by `type` (each class's Literal); a ComponentConfig's `type` cannot be a
+# pydantic discriminator, which refuses fields with before-validators
+EmbedderConfig = SentenceTransformerEmbedderConfig | NeatEmbedderConfig
+
+
 class IndexingConfig(StrictModel):
     """Where the index lives, which files it reads, how it chunks and searches."""
 
@@ -82,7 +97,7 @@ class IndexingConfig(StrictModel):
         default_factory=lambda: list(DEFAULT_SKIP_DIRS), description="folder names never entered"
     )
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
-    embedder: SentenceTransformerEmbedderConfig | None = Field(
+    embedder: EmbedderConfig | None = Field(
         default=None, description="set to enable dense and hybrid search"
     )
     mode: SearchMode | Literal["auto"] = Field(

@@ -64,6 +64,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.models.titans",
         "neat.models.vq",
         "neat.models.unified",
+        "neat.models.bi_encoder",
     ),
     "source": (
         "neat.data.sources",
@@ -71,6 +72,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.data.grid_world",
         "neat.data.double_integrator",
         "neat.indexing.source",
+        "neat.indexing.pair_data",
     ),
     "tokenizer": ("neat.data.tokenizers",),
     "optimization": ("neat.optimization.adamw", "neat.optimization.muon"),
@@ -80,6 +82,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "neat.evaluation.grid_reasoning",
         "neat.evaluation.vq_reconstruction",
         "neat.evaluation.control_format",
+        "neat.indexing.pair_data",
     ),
     "monitor": (
         "neat.monitoring.console",

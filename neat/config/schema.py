@@ -227,6 +227,37 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _bi_encoder_trains_on_pairs(self) -> ExperimentConfig:
+        encoder = self.model.type == "bi_encoder"
+        pairs = [source for source in self.data.sources if source.type == "pairs"]
+        if encoder and len(pairs) != 1:
+            raise ValueError(
+                "model.type: bi_encoder trains on query/passage pairs: data.sources needs "
+                "exactly one source of type pairs (`neat index train-embedder` writes one)"
+            )
+        if encoder and self.evaluation.type != "retrieval":
+            raise ValueError(
+                f"model.type: bi_encoder embeds texts, which evaluation.type "
+                f"{self.evaluation.type} cannot score: set evaluation.type: retrieval"
+            )
+        if not encoder and (pairs or self.evaluation.type == "retrieval"):
+            raise ValueError(
+                "a pairs source and evaluation.type: retrieval train and score a retriever: "
+                f"set model.type: bi_encoder (it is {self.model.type})"
+            )
+        if encoder and (
+            self.finetune.method != "full"
+            or self.training.objective != "next_token"
+            or self.training.fused_loss
+            or self.mvot.discrepancy_weight > 0
+        ):
+            raise ValueError(
+                "model.type: bi_encoder trains with its own contrastive loss: remove the "
+                "finetune and mvot sections, training.objective and training.fused_loss"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _interleaved_needs_image_codes(self) -> ExperimentConfig:
         interleaved = [s for s in self.data.sources if getattr(s, "reasoning", "") == "interleaved"]
         if interleaved and self.data.tokenizer.type != "image_text":

@@ -151,6 +151,8 @@ def make_train_batches(
     check_batch_divides(training.batch_size, dist)
     if model.type == "vq":
         return make_state_image_batches(training, model, data, device, dist)
+    if model.type == "bi_encoder":
+        return make_pair_batches(training, model, data, tokenizer, device, dist)
     reinforce = finetune is not None and finetune.objective == "reinforce"
     if reinforce or training.objective == "grpo":
         return ProblemBatches(
@@ -191,6 +193,32 @@ def make_train_batches(
         fingerprint=source.fingerprint,
         prepare=lambda: make_token_data(data, source, tokenizer),
         make_sampler=sampler,
+    )
+
+
+def make_pair_batches(
+    training: TrainingConfig,
+    model: ModelConfig,
+    data: DataConfig,
+    tokenizer: ITokenizer,
+    device: torch.device,
+    dist: DistInfo = SINGLE,
+) -> IBatchSource:
+    """Query/passage batches for a bi-encoder, from the pairs source (the validator made
+    sure there is one)."""
+    from neat.indexing.pair_data import PairBatches, PairsSourceConfig, load_pairs
+
+    source = next(s for s in data.sources if isinstance(s, PairsSourceConfig))
+    return PairBatches(
+        load_pairs(Path(source.path), "data.sources[].path"),
+        tokenizer,
+        batch_size=training.batch_size,
+        block_size=model.block_size,
+        negatives=source.negatives,
+        seed=training.seed,
+        device=device,
+        rank=dist.rank,
+        world_size=dist.world_size,
     )
 
 
@@ -316,7 +344,7 @@ def make_sampler(
     evaluation: EvaluatorConfig, model: ModelConfig, tokenizer: ITokenizer, device: torch.device
 ) -> Callable[[nn.Module], str] | None:
     """`evaluation.sample`'s generator; none for an image tokenizer, which writes no text."""
-    if evaluation.sample is None or model.type == "vq":
+    if evaluation.sample is None or model.type in ("vq", "bi_encoder"):
         return None
     from neat.evaluation.samples import EvalSampler
 
