@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neat.config.indexing import SentenceTransformerEmbedderConfig
+from neat.config.indexing import NeatEmbedderConfig, SentenceTransformerEmbedderConfig
 from neat.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -184,10 +184,16 @@ class SentenceTransformerEmbedder:
         return f"SentenceTransformerEmbedder(path={str(self._path)!r}, device={self._device!r})"
 
 
-def build_embedder(cfg: SentenceTransformerEmbedderConfig | None) -> IEmbedder | None:
+def build_embedder(
+    cfg: SentenceTransformerEmbedderConfig | NeatEmbedderConfig | None,
+) -> IEmbedder | None:
     """The embedder an `indexing.embedder` section asks for; None when dense search is off."""
     if cfg is None:
         return None
+    if isinstance(cfg, NeatEmbedderConfig):
+        from neat.indexing.neat_embedder import NeatEmbedder
+
+        return NeatEmbedder(cfg.path, batch_size=cfg.batch_size, device=cfg.device)
     return SentenceTransformerEmbedder(cfg.path, batch_size=cfg.batch_size, device=cfg.device)
 
 
