@@ -14,8 +14,11 @@ consistent:
    embedded, and vectors no chunk references are deleted.
 
 A change of chunking (`CHUNKER_VERSION` or `indexing.chunking`) re-chunks every file on the
-next build: each manifest entry records the chunking that produced it. A change of embedder
-(its fingerprint differs from the one stored) drops every vector and re-embeds all chunks.
+next build: each manifest entry records the chunking that produced it. With an embedder
+that states a token limit, chunks over it are split to fit (`neat.indexing.token_limit`) and
+the limit and embedder are part of that record, so another embedder re-chunks too. A change
+of embedder (its fingerprint differs from the one stored) drops every vector and re-embeds
+all chunks.
 """
 
 from __future__ import annotations

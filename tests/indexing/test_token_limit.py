@@ -3,9 +3,10 @@ cannot fit is counted as truncated. Real tiny model, real files, real SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neat.cli.index import _build_summary
@@ -149,3 +150,25 @@ def test_adding_an_embedder_with_a_limit_rechunks(
         report = ix.build([docs])
         assert report["updated"] == 1 and report["unchanged"] == 0
         assert len(ix.chunks()) > plain
+
+
+class PlainEmbedder:
+    """A user's embedder with only `dim` and `embed`: no token limit, chunks left alone."""
+
+    dim = 4
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.ones((len(texts), self.dim), dtype=np.float32)
+        rows[:, 0] = [len(t) for t in texts]
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_embedder_without_token_limit_keeps_chunks(docs: Path, tmp_path: Path) -> None:
+    config = IndexingConfig()
+    source = (docs / "guide.md").read_text(encoding="utf-8")
+    with MarkdownIndexer(tmp_path / "plain.db", config, embedder=PlainEmbedder()) as ix:
+        report = ix.build([docs])
+        assert ix.chunks() == parse_markdown(source, "guide.md", config.chunking).chunks
+        assert ix.search("SQLite database", k=3, mode="dense")
+    assert report["chunks_split"] == 0
+    assert report["embedded"] > 0
