@@ -107,8 +107,13 @@ class _Splitter:
         self.limit = limit
         prefix = search_text(self.heading, "")
         overhead = limit.count([prefix])[0] if prefix else 0
-        # A heading path that eats most of the limit would leave one-word pieces: keep half.
-        self.budget = max(limit.max_tokens - overhead, limit.max_tokens // 2, 1)
+        # Pieces fit beside the heading path while that leaves an eighth of the limit; past
+        # that nothing useful fits, and pieces of half the limit (counted as truncated) beat
+        # one-word ones.
+        room = limit.max_tokens - overhead
+        self.budget = (
+            room if room >= max(limit.max_tokens // 8, 1) else max(limit.max_tokens // 2, 1)
+        )
 
     def pieces(self) -> list[tuple[Span, bool]]:
         """(span, fits) for each piece, in order."""
