@@ -4,7 +4,7 @@ whose inner product ranks passages (`model.type: bi_encoder`).
 Trained with an InfoNCE loss over the batch: each query against its own passage, every other
 query's passages (in-batch negatives) and its mined hard negatives (DPR, Karpukhin et al.
 2020); the vector is the mean of the last layer over real tokens (Sentence-BERT's pooling,
-Reimers & Gurevych 2019).
+Reimers & Gurevych 2019), each token weighted by a learnt salience.
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ class BiEncoder(nn.Module):
             else None
         )
         self.norm = nn.LayerNorm(cfg.n_embd)
+        # each token's weight in the mean (log scale, starting equal): lets training learn
+        # IDF-like salience, so frequent tokens stop dominating the pooled vector
+        self.tok_salience = nn.Embedding(vocab_size + 1, 1)
+        nn.init.zeros_(self.tok_salience.weight)
         nn.init.normal_(self.tok_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
@@ -85,8 +89,8 @@ class BiEncoder(nn.Module):
             blocked[:, 0] = False
             x = self.encoder(x, src_key_padding_mask=blocked)
         x = self.norm(x)
-        weights = real.unsqueeze(-1).to(x.dtype)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        weights = real.unsqueeze(-1).to(x.dtype) * self.tok_salience(ids).clamp(max=10.0).exp()
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
         return F.normalize(pooled, dim=-1)
 
     def forward(
