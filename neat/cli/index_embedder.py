@@ -25,7 +25,7 @@ from neat.cli.common import db_option, user_errors
 )
 @click.option(
     "--steps",
-    default=2000,
+    default=300,
     show_default=True,
     type=click.IntRange(min=1),
     help="training.max_steps of a new embedder.yaml.",

@@ -27,11 +27,13 @@ VAL_SHARE = 0.1  # of the chunks; their pairs are the evaluator's
 
 
 def default_recipe(train: Path, val: Path, *, seed: int, max_steps: int) -> dict[str, Any]:
-    """A 2-layer, 256-wide encoder over an 8k BPE of the corpus: minutes on two CPU cores
-    for a book-sized corpus."""
+    """A bag of 512-wide token vectors with learnt salience over an 8k BPE of the corpus:
+    about a minute on two CPU cores for a book. Measured on the Rust book benchmark, it
+    generalised better than 2- and 4-layer transformers trained from scratch on the same
+    pairs (those overfit the few thousand pairs; `model.n_layer` turns them on)."""
     return {
         "name": "embedder",
-        "model": {"type": "bi_encoder", "n_layer": 2, "n_head": 4, "n_embd": 256,
+        "model": {"type": "bi_encoder", "n_layer": 0, "n_head": 8, "n_embd": 512,
                   "block_size": 256, "temperature": 0.05},
         "data": {"type": "pairs", "path": str(train), "negatives": 1,
                  "tokenizer": {"type": "bpe", "vocab_size": 8192}},
@@ -68,7 +70,7 @@ def split_by_chunk(
 
 
 def prepare_embedder_run(
-    db: Path, out: Path, *, seed: int = 0, max_steps: int = 2000, negatives: int = 1
+    db: Path, out: Path, *, seed: int = 0, max_steps: int = 300, negatives: int = 1
 ) -> PreparedEmbedderRun:
     """Pairs and a config under `out`. An existing config is kept (the user's edits, and a
     run to resume); the pairs are rebuilt, which is deterministic for an unchanged index."""
