@@ -16,9 +16,10 @@ sees). The ratio neat/bm25s is printed for both.
 
     python -m pytest benchmarks/test_index_latency.py --benchmark-only -s
 
-dense and hybrid run when NEAT_BENCH_EMBEDDER names a sentence-transformers model folder and
-`-m slow` is given (embedding 20k chunks takes long on a CPU). Targets (issue 21): bm25 p50
-under 3 ms; asserted only that every engine answered every query.
+dense and hybrid run when NEAT_BENCH_EMBEDDER names a sentence-transformers model folder (or
+NEAT_BENCH_NEAT_EMBEDDER a `neat index train-embedder` output) and `-m slow` is given
+(embedding 20k chunks takes long on a CPU). Targets (issue 21): bm25 p50 under 3 ms; asserted
+only that every engine answered every query.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from latency_corpus import DOCUMENTS, LatencyCorpus, build_latency_corpus
 from neat.config.indexing import IndexingConfig
 from neat.indexing.embedders import SentenceTransformerEmbedder
 from neat.indexing.indexer import MarkdownIndexer
+from neat.indexing.neat_embedder import NeatEmbedder
 
 K = 10
 MODEL_ENV = "NEAT_BENCH_EMBEDDER"
+# a folder `neat index train-embedder --out` wrote (trained on this corpus's index)
+NEAT_MODEL_ENV = "NEAT_BENCH_NEAT_EMBEDDER"
 
 
 def percentiles(seconds: Sequence[float]) -> tuple[float, float]:
@@ -165,11 +169,13 @@ def dense_index(
     corpus: LatencyCorpus, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MarkdownIndexer]:
     """One embedded index for dense and hybrid: embedding is the expensive part."""
-    model = os.environ.get(MODEL_ENV)
-    if not model:
-        pytest.skip(f"needs a sentence-transformers model folder in {MODEL_ENV}")
+    model, ours = os.environ.get(MODEL_ENV), os.environ.get(NEAT_MODEL_ENV)
+    if not (model or ours):
+        pytest.skip(f"needs a model folder in {MODEL_ENV} or {NEAT_MODEL_ENV}")
     db = tmp_path_factory.mktemp("latency-dense") / "index.db"
-    indexer, seconds = build_index(corpus, db, SentenceTransformerEmbedder(Path(model)))
+    embedder = NeatEmbedder(Path(ours)) if ours else SentenceTransformerEmbedder(Path(model or ""))
+    indexer, seconds = build_index(corpus, db, embedder)
+    model = model or ours or ""
     print(f"\nneat index with {Path(model).name}: built in {seconds:.1f} s")
     yield indexer
     indexer.close()
