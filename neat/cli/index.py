@@ -181,6 +181,12 @@ def _roots(paths: Sequence[Path], config: IndexingConfig) -> list[Path]:
     default=None,
     help="Default: indexing.mode (auto: hybrid with an embedder, else bm25).",
 )
+@click.option(
+    "--no-rerank",
+    "no_rerank",
+    is_flag=True,
+    help="Skip the cross-encoder of indexing.rerank: the mode's own ranking and scores.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @_common
 @user_errors
@@ -188,6 +194,7 @@ def index_search(
     query: str,
     k: int,
     mode: str | None,
+    no_rerank: bool,
     as_json: bool,
     db: Path | None,
     config_path: Path | None,
@@ -198,7 +205,7 @@ def index_search(
     config = _indexing_config(config_path, overrides)
     _require_db(Path(db or config.db))
     with _open(config, db, embed=(mode or config.mode) != "bm25") as indexer:
-        hits = indexer.search(query, k=k, mode=mode)
+        hits = indexer.search(query, k=k, mode=mode, rerank=not no_rerank)
     if as_json:
         _print_json(
             [

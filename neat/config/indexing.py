@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_INDEX_DB",
     "DEFAULT_SKIP_DIRS",
     "ChunkingConfig",
+    "CrossEncoderRerankConfig",
     "IndexingConfig",
     "NeatEmbedderConfig",
     "SearchMode",
@@ -74,6 +75,17 @@ class NeatEmbedderConfig(ComponentConfig):
     device: str = "cpu"
 
 
+class CrossEncoderRerankConfig(ComponentConfig):
+    """A sentence-transformers cross-encoder read from a local folder, re-scoring the `top`
+    candidates of a search (`pip install neat[embeddings]`); never downloaded."""
+
+    type: Literal["cross_encoder"] = "cross_encoder"
+    path: PathStr
+    top: PositiveInt = Field(default=50, description="candidates re-scored per search")
+    batch_size: PositiveInt = 32
+    device: str = "cpu"
+
+
 # told apart by `type` (each class's Literal); a ComponentConfig's `type` cannot be a
 # pydantic discriminator, which refuses fields with before-validators
 EmbedderConfig = SentenceTransformerEmbedderConfig | NeatEmbedderConfig
@@ -106,3 +118,6 @@ class IndexingConfig(StrictModel):
         "(measured: hybrid nDCG@10 0.730 vs bm25 0.673 vs dense 0.638 on the rust book)",
     )
     rrf_k: PositiveInt = Field(default=60, description="reciprocal rank fusion constant")
+    rerank: CrossEncoderRerankConfig | None = Field(
+        default=None, description="re-score the top candidates of every search with a cross-encoder"
+    )

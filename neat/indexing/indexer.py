@@ -48,6 +48,7 @@ from neat.indexing.records import (
     ParsedFile,
     search_text,
 )
+from neat.indexing.rerank import CrossEncoderReranker, build_reranker
 from neat.indexing.scan import ScannedFile, content_skip_reason, scan
 from neat.indexing.store import (
     ChunkRow,
@@ -145,10 +146,18 @@ class MarkdownIndexer:
     """
 
     def __init__(
-        self, db: Path, config: IndexingConfig, *, embedder: IEmbedder | None = None
+        self,
+        db: Path,
+        config: IndexingConfig,
+        *,
+        embedder: IEmbedder | None = None,
+        reranker: CrossEncoderReranker | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
+        # `indexing.rerank` is built on the first search that re-ranks, so a build (or a bad
+        # path) never loads the cross-encoder; an explicit `reranker` wins over the config.
+        self._reranker = reranker
         self._store = IndexStore(Path(db))
         self.db = self._store.db
         self._chunking: tuple[str, TokenLimit | None] | None = None
@@ -398,11 +407,42 @@ class MarkdownIndexer:
 
     # -- search ------------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchHit]:
+    def search(
+        self, query: str, k: int = 10, mode: str | None = None, *, rerank: bool = True
+    ) -> list[SearchHit]:
         """The `k` best chunks for free text. `mode` (default `indexing.mode`): "auto" (hybrid
         with an embedder, else bm25), "bm25"
         (FTS5), "dense" (embedder + exact inner product) or "hybrid" (reciprocal rank fusion
-        of both, `indexing.rrf_k`). Any text is a valid query; one without words gives []."""
+        of both, `indexing.rrf_k`). Any text is a valid query; one without words gives [].
+        With a reranker (`indexing.rerank`, unless `rerank=False`) the mode's best
+        max(top, k) chunks are re-scored by the cross-encoder and its scores returned."""
+        reranker = self.reranker if rerank else None
+        if reranker is None:
+            return self._search(query, k, mode)
+        ranked, _ = self._ranked(query, max(reranker.top, k), mode, snippets=False)
+        rows = self._store.chunk_rows(i for i, _ in ranked)
+        candidates = [
+            (i, search_text(rows[i].heading_path, rows[i].text)) for i, _ in ranked if i in rows
+        ]
+        best = reranker.rerank(query, candidates)[:k]
+        return self._hits(best, self._store.snippets_for(query, [i for i, _ in best]), rows)
+
+    @property
+    def reranker(self) -> CrossEncoderReranker | None:
+        """The cross-encoder re-scoring searches (built from `indexing.rerank` on first use)."""
+        if self._reranker is None and self.config.rerank is not None:
+            self._reranker = build_reranker(self.config.rerank)
+        return self._reranker
+
+    def _search(self, query: str, k: int, mode: str | None) -> list[SearchHit]:
+        ranked, snippets = self._ranked(query, k, mode)
+        return self._hits(ranked, snippets)
+
+    def _ranked(
+        self, query: str, k: int, mode: str | None, *, snippets: bool = True
+    ) -> tuple[list[tuple[int, float]], dict[int, str]]:
+        """(chunk id, score) best first, and snippets (for the bm25-matched rows among them,
+        or none with `snippets=False`) of the mode's `k` best chunks."""
         mode = mode or self.config.mode
         if mode == "auto":  # hybrid beat bm25 on the rust-book benchmark (nDCG@10 .730 vs .673)
             mode = "hybrid" if self.embedder is not None else "bm25"
@@ -414,21 +454,24 @@ class MarkdownIndexer:
         if mode != "bm25":
             self._require_embedder(mode)
         if k <= 0 or not query.strip():
-            return []
+            return [], {}
         if mode == "bm25":
-            lexical = self._store.search_bm25(query, k)
-            return self._hits([(i, s) for i, s, _ in lexical], {i: t for i, _, t in lexical})
+            lexical = self._store.search_bm25(query, k, snippets=snippets)
+            shown = {i: t for i, _, t in lexical} if snippets else {}
+            return [(i, s) for i, s, _ in lexical], shown
         if mode == "dense":
-            return self._hits(self._search_dense(query, k), {})
+            return self._search_dense(query, k), {}
         depth = max(50, 5 * k)
         lexical = self._store.search_bm25(query, depth, snippets=False)
         dense = self._search_dense(query, depth)
         fused = reciprocal_rank_fusion(
             [[i for i, _, _ in lexical], [i for i, _ in dense]], k=self.config.rrf_k
         )[:k]
+        if not snippets:
+            return fused, {}
         matched = {i for i, _, _ in lexical}
         shown = [i for i, _ in fused if i in matched]  # snippets for these only, not all 50
-        return self._hits(fused, self._store.snippets_for(query, shown))
+        return fused, self._store.snippets_for(query, shown)
 
     def _require_embedder(self, mode: str) -> IEmbedder:
         if self.embedder is None:
@@ -465,9 +508,13 @@ class MarkdownIndexer:
         return self._dense[1]
 
     def _hits(
-        self, ranked: Sequence[tuple[int, float]], snippets: dict[int, str]
+        self,
+        ranked: Sequence[tuple[int, float]],
+        snippets: dict[int, str],
+        rows: dict[int, ChunkRow] | None = None,
     ) -> list[SearchHit]:
-        rows = self._store.chunk_rows(i for i, _ in ranked)
+        if rows is None:
+            rows = self._store.chunk_rows(i for i, _ in ranked)
         return [
             _hit(rows[i], score, snippets.get(i) or compact_snippet(rows[i].text))
             for i, score in ranked

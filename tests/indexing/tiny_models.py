@@ -27,7 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_DIM", "TINY_MAX_SEQ_LENGTH", "build_tiny_sentence_transformer"]
+__all__ = [
+    "TINY_DIM",
+    "TINY_MAX_SEQ_LENGTH",
+    "build_tiny_cross_encoder",
+    "build_tiny_sentence_transformer",
+]
 
 TINY_DIM = 32
 # Equal to max_position_embeddings: longer texts are truncated instead of overflowing.
@@ -161,3 +166,75 @@ def _vocabulary(specials: list[str]) -> dict[str, int]:
     words = sorted({w.lower() for text in _CORPUS for w in re.findall(r"\w+", text)} - set(chars))
     tokens = [*specials, *chars, *(f"##{c}" for c in chars), *words]
     return {token: i for i, token in enumerate(tokens)}
+
+
+_CROSS_MARKER = ".neat-tiny-cross-encoder"
+
+
+def build_tiny_cross_encoder(directory: Path) -> Path:
+    """Build (or reuse) a tiny cross-encoder (BERT, one relevance label) in `directory`.
+
+    Same vocabulary and seed approach as `build_tiny_sentence_transformer`, so the scores are
+    deterministic; saved with `CrossEncoder.save`, so `CrossEncoder(directory)` loads it.
+    """
+    target = Path(directory).resolve()
+    marker = target / _CROSS_MARKER
+    if marker.is_file() and marker.read_text(encoding="utf-8") == _MARKER_VERSION:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tiny-ce-") as scratch, _no_progress_bars():
+        _build_cross_encoder(target, Path(scratch))
+    marker.write_text(_MARKER_VERSION, encoding="utf-8")
+    return target
+
+
+def _build_cross_encoder(target: Path, scratch: Path) -> None:
+    import torch
+    from sentence_transformers import CrossEncoder
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import (  # type: ignore[attr-defined]
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(_vocabulary(specials), unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[(name, tok.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
+    )
+    hf_tok = BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=TINY_MAX_SEQ_LENGTH,
+    )
+    config = BertConfig(
+        vocab_size=hf_tok.vocab_size,
+        hidden_size=TINY_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=TINY_MAX_SEQ_LENGTH,
+        num_labels=1,
+    )
+    bert_dir = scratch / "tiny-bert-ce"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        model_ = BertForSequenceClassification(config)
+        with torch.no_grad():  # spread the near-equal scores of random weights apart
+            model_.classifier.weight.mul_(100.0)
+        model_.save_pretrained(bert_dir)
+    hf_tok.save_pretrained(bert_dir)
+    model = CrossEncoder(
+        str(bert_dir), device="cpu", local_files_only=True, max_length=TINY_MAX_SEQ_LENGTH
+    )
+    model.save(str(target))
