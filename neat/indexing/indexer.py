@@ -457,8 +457,8 @@ class MarkdownIndexer:
             return [], {}
         if mode == "bm25":
             lexical = self._store.search_bm25(query, k, snippets=snippets)
-            shown = {i: t for i, _, t in lexical} if snippets else {}
-            return [(i, s) for i, s, _ in lexical], shown
+            made = {i: t for i, _, t in lexical} if snippets else {}
+            return [(i, s) for i, s, _ in lexical], made
         if mode == "dense":
             return self._search_dense(query, k), {}
         depth = max(50, 5 * k)

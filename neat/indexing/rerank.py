@@ -117,7 +117,9 @@ class CrossEncoderReranker:
         _check_device(self._device)
         try:
             with _quiet_progress_bars():
-                model = CrossEncoder(str(self._path), device=self._device, local_files_only=True)
+                model: CrossEncoder = CrossEncoder(
+                    str(self._path), device=self._device, local_files_only=True
+                )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ConfigError(
                 f"could not load a cross-encoder from {self._path} (`indexing.rerank.path`): {exc}"
