@@ -27,7 +27,7 @@ def train(config: Path, run: Path, *overrides: str) -> tuple[int, str]:
         ("training.lrr=0.1", "training.lrr: unknown key (did you mean 'optimization.lr'?)"),
         ("optimization.lrr=0.1", "optimization.lrr: unknown key (did you mean 'optimization.lr'?)"),
         ("training.batch_size=ten", "training.batch_size: Input should be a valid integer"),
-        ("model.type=mamba", "unknown model type 'mamba'; known types: blt, gpt"),
+        ("model.type=mamba", "unknown model type 'mamba'; known types: bi_encoder, blt, gpt"),
         (
             "data.tokenizer.type=bpe2",
             "unknown tokenizer type 'bpe2'; known types: bpe, byte, char, hf",
