@@ -88,7 +88,9 @@ def test_wrong_type_and_unknown_component_type(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", "data: {path: c.txt}\n")
     with pytest.raises(ConfigError, match=r"training\.batch_size: .*integer.*'ten'"):
         load_config(path, ["training.batch_size=ten"])
-    with pytest.raises(ConfigError, match="unknown model type 'mamba'; known types: bi_encoder, blt, gpt"):
+    with pytest.raises(
+        ConfigError, match="unknown model type 'mamba'; known types: bi_encoder, blt, gpt"
+    ):
         load_config(path, ["model.type=mamba"])
 
 
