@@ -38,6 +38,13 @@ from neat.cli.common import db_option, user_errors
     metavar="KEY=VALUE",
     help="Override a key of embedder.yaml for this run (e.g. training.device=cuda).",
 )
+@click.option(
+    "--init",
+    "sentence_transformer",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Fine-tune this local sentence-transformers folder instead of training neat's own "
+    "encoder from scratch; the result is also saved as one under OUT/sentence-transformer.",
+)
 @click.option("--resume", metavar="auto|PATH", help="Continue the run (auto: OUT/run's newest).")
 @click.pass_context
 @user_errors
@@ -49,6 +56,7 @@ def train_embedder(
     steps: int,
     seed: int,
     overrides: tuple[str, ...],
+    sentence_transformer: Path | None,
     resume: str | None,
 ) -> None:
     """Train a retriever on the indexed documents alone (no labels, no download); then set
@@ -57,7 +65,11 @@ def train_embedder(
     from neat.config.indexing import IndexingConfig
     from neat.di import build_container
     from neat.errors import ConfigError
-    from neat.indexing.train_embedder import prepare_embedder_run
+    from neat.indexing.train_embedder import (
+        SENTENCE_TRANSFORMER_DIR,
+        prepare_embedder_run,
+        save_sentence_transformer,
+    )
     from neat.training.resume import resolve_run
 
     indexing = load_config(config_path).indexing if config_path else IndexingConfig()
@@ -67,7 +79,9 @@ def train_embedder(
             f"no index at {db}: build one with `neat index build PATH` (or pass --db FILE)"
         )
     out = out or db.parent / "embedder"
-    prepared = prepare_embedder_run(db, out, seed=seed, max_steps=steps)
+    prepared = prepare_embedder_run(
+        db, out, seed=seed, max_steps=steps, sentence_transformer=sentence_transformer
+    )
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(prepared.pairs.items()))
     click.echo(
         f"pairs: {prepared.train_pairs} for training ({kinds}), {prepared.val_pairs} held out; "
@@ -85,4 +99,7 @@ def train_embedder(
         f"{k} {v:.3f}" for k, v in state.metrics.items() if k.startswith(("recall", "mrr"))
     )
     click.echo(f"done: {state.step} steps, held-out {shown or 'not evaluated'}")
+    if config.model.type == "bi_encoder" and getattr(config.model, "sentence_transformer", None):
+        saved = save_sentence_transformer(run_dir, out / SENTENCE_TRANSFORMER_DIR)
+        click.echo(f"the fine-tuned model as a sentence-transformers folder: {saved}")
     click.echo(f"use it: indexing.embedder: {{type: neat, path: {out}}}, then `neat index build`")

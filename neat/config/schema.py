@@ -240,6 +240,12 @@ class ExperimentConfig(StrictModel):
                 f"model.type: bi_encoder embeds texts, which evaluation.type "
                 f"{self.evaluation.type} cannot score: set evaluation.type: retrieval"
             )
+        base = getattr(self.model, "sentence_transformer", None)
+        if encoder and base is not None and self.data.tokenizer.type != "hf":
+            raise ValueError(
+                f"model.sentence_transformer {base!r} is fine-tuned on its own vocabulary: "
+                f"set data.tokenizer: {{type: hf, path: {base}/tokenizer.json}}"
+            )
         if not encoder and (pairs or self.evaluation.type == "retrieval"):
             raise ValueError(
                 "a pairs source and evaluation.type: retrieval train and score a retriever: "

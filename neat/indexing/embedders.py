@@ -157,7 +157,7 @@ class SentenceTransformerEmbedder:
         with self._lock:
             if self._model is None:
                 self._model = self._load()
-                self._dim = _embedding_dim(self._model)
+                self._dim = embedding_dim(self._model)
             return self._model
 
     def _load(self) -> SentenceTransformer:
@@ -234,7 +234,7 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
 
 
-def _embedding_dim(model: SentenceTransformer) -> int:
+def embedding_dim(model: SentenceTransformer) -> int:
     """The output width, through whichever accessor this sentence-transformers has (6.x
     renamed it and warns on the old name); measured on one text when the model cannot say."""
     getter: Any = getattr(model, "get_embedding_dimension", None)

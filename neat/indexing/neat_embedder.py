@@ -20,11 +20,13 @@ from neat.errors import ConfigError
 from neat.files import sha256_file
 from neat.interfaces import ITokenizer
 from neat.models.bi_encoder import BiEncoder
+from neat.models.st_bi_encoder import SentenceTransformerBiEncoder
 from neat.persistence.manifest import resolve_checkpoint
 
 __all__ = ["NeatEmbedder"]
 
 RUN_DIR = "run"  # as neat.indexing.train_embedder writes it
+Encoder = BiEncoder | SentenceTransformerBiEncoder
 
 
 class NeatEmbedder:
@@ -52,7 +54,7 @@ class NeatEmbedder:
         weights = sha256_file(self.checkpoint / "model.safetensors")
         words = sha256_file(self.checkpoint / "tokenizer.json")
         self._fingerprint = f"neat-bi-encoder:{weights[:16]}:{words[:16]}"
-        self._model: BiEncoder | None = None
+        self._model: Encoder | None = None
         self._tokenizer: ITokenizer | None = None
         self._block_size = 0
         self._lock = threading.Lock()
@@ -68,7 +70,7 @@ class NeatEmbedder:
     @property
     def dim(self) -> int:
         model, _ = self._ensure_loaded()
-        return int(model.config.n_embd)
+        return int(model.embedding_dim)
 
     @property
     def max_tokens(self) -> int:
@@ -98,19 +100,19 @@ class NeatEmbedder:
             out[rows] = vectors
         return out
 
-    def _ensure_loaded(self) -> tuple[BiEncoder, ITokenizer]:
+    def _ensure_loaded(self) -> tuple[Encoder, ITokenizer]:
         with self._lock:
             if self._model is None or self._tokenizer is None:
                 from neat.models.load import load_trained_model
 
                 model, tokenizer, config = load_trained_model(self.checkpoint, self._device)
-                if not isinstance(model, BiEncoder):
+                if not isinstance(model, BiEncoder | SentenceTransformerBiEncoder):
                     raise ConfigError(
                         f"indexing.embedder.path: {self.checkpoint} is a {config.model.type} "
                         "model, not an embedder; train one with `neat index train-embedder`"
                     )
                 self._model, self._tokenizer = model.eval(), tokenizer
-                self._block_size = config.model.block_size
+                self._block_size = int(model.max_text_tokens)
             return self._model, self._tokenizer
 
     def __repr__(self) -> str:

@@ -42,7 +42,7 @@ __all__ = [
     "write_pairs",
 ]
 
-PairKind = Literal["heading", "sentence", "code"]
+PairKind = Literal["heading", "sentence", "code", "doc2query"]
 
 # A heading of fewer informative words ("Summary", "Section 12", "2.3") says too little to
 # be a query for its section.

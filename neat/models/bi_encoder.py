@@ -5,10 +5,14 @@ Trained with an InfoNCE loss over the batch: each query against its own passage,
 query's passages (in-batch negatives) and its mined hard negatives (DPR, Karpukhin et al.
 2020); the vector is the mean of the last layer over real tokens (Sentence-BERT's pooling,
 Reimers & Gurevych 2019), each token weighted by a learnt salience.
+
+With `sentence_transformer: DIR` the encoder is a local sentence-transformers model instead,
+fine-tuned with the same loss (neat.models.st_bi_encoder).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -16,10 +20,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from neat.config import ModelConfig, register_component
+from neat.config import ModelConfig, PathStr, register_component
 from neat.interfaces.contexts import ModelContext
 
-__all__ = ["BiEncoder", "BiEncoderConfig", "build_bi_encoder"]
+__all__ = ["BiEncoder", "BiEncoderConfig", "build_bi_encoder", "contrastive_forward"]
 
 
 class BiEncoderConfig(ModelConfig):
@@ -33,6 +37,11 @@ class BiEncoderConfig(ModelConfig):
     n_embd: int = Field(default=256, ge=8)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     temperature: float = Field(default=0.05, gt=0.0, description="softmax temperature of InfoNCE")
+    sentence_transformer: PathStr | None = Field(
+        default=None,
+        description="a local sentence-transformers folder to fine-tune (its architecture, "
+        "weights and tokenizer.json; n_layer, n_head, n_embd and dropout are then unused)",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> BiEncoderConfig:
@@ -68,6 +77,8 @@ class BiEncoder(nn.Module):
             else None
         )
         self.norm = nn.LayerNorm(cfg.n_embd)
+        self.embedding_dim = cfg.n_embd
+        self.max_text_tokens = cfg.block_size
         # each token's weight in the mean (log scale, starting equal): lets training learn
         # IDF-like salience, so frequent tokens stop dominating the pooled vector
         self.tok_salience = nn.Embedding(vocab_size + 1, 1)
@@ -96,19 +107,36 @@ class BiEncoder(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
     ) -> dict[str, Any]:
-        queries = self.encode(input_ids)
-        if targets is None:
-            return {"embeddings": queries}
-        batch, per_row, width = targets.shape
-        passages = self.encode(targets.reshape(batch * per_row, width))
-        logits = (queries @ passages.T) / self.temperature
-        empty = (targets == self.pad_id).all(-1).reshape(-1)  # rows without a hard negative
-        logits = logits.masked_fill(empty.unsqueeze(0), float("-inf"))
-        labels = torch.arange(batch, device=logits.device) * per_row
-        return {"loss": F.cross_entropy(logits.float(), labels), "logits": logits}
+        return contrastive_forward(self.encode, input_ids, targets, self.pad_id, self.temperature)
 
 
-def build_bi_encoder(cfg: BiEncoderConfig, ctx: ModelContext) -> BiEncoder:
+def contrastive_forward(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    input_ids: torch.Tensor,
+    targets: torch.Tensor | None,
+    pad_id: int,
+    temperature: float,
+) -> dict[str, Any]:
+    """The queries' embeddings alone, or with `targets` (B, P, T) the InfoNCE of each query
+    over all B * P passages: row i's own passage is i * P; all-padding passages (missing
+    hard negatives) are masked."""
+    queries = encode(input_ids)
+    if targets is None:
+        return {"embeddings": queries}
+    batch, per_row, width = targets.shape
+    passages = encode(targets.reshape(batch * per_row, width))
+    logits = (queries @ passages.T) / temperature
+    empty = (targets == pad_id).all(-1).reshape(-1)
+    logits = logits.masked_fill(empty.unsqueeze(0), float("-inf"))
+    labels = torch.arange(batch, device=logits.device) * per_row
+    return {"loss": F.cross_entropy(logits.float(), labels), "logits": logits}
+
+
+def build_bi_encoder(cfg: BiEncoderConfig, ctx: ModelContext) -> nn.Module:
+    if cfg.sentence_transformer is not None:
+        from neat.models.st_bi_encoder import SentenceTransformerBiEncoder
+
+        return SentenceTransformerBiEncoder(cfg, ctx.vocab_size)
     return BiEncoder(cfg, cfg.vocab_size or ctx.vocab_size)
 
 

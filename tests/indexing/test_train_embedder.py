@@ -4,7 +4,6 @@ the CLI, exact resume, and the result used as `indexing.embedder: {type: neat}`.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,8 @@ from neat.indexing import MarkdownIndexer
 from neat.indexing.embedders import build_embedder
 from neat.indexing.neat_embedder import NeatEmbedder
 from neat.models.bi_encoder import BiEncoder, BiEncoderConfig
+from tests.indexing.books import book_index
 
-RUST_BOOK = Path(__file__).resolve().parents[1] / "data" / "rust-book"
 CHAPTERS = (
     "ch02-00-guessing-game-tutorial.md",
     "ch03-02-data-types.md",
@@ -39,13 +38,7 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("book")
-    for name in CHAPTERS:
-        shutil.copy(RUST_BOOK / name, root / name)
-    path = root.parent / f"{root.name}.db"
-    with MarkdownIndexer(path, IndexingConfig()) as indexer:
-        indexer.build([root])
-    return path
+    return book_index(tmp_path_factory.mktemp("book"), CHAPTERS)
 
 
 def train(db: Path, out: Path, *extra: str) -> dict[int, float]:
