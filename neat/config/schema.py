@@ -34,6 +34,29 @@ else:
     MonitorSection = component("monitor")
 
 
+FsdpDtype = Literal["bf16", "fp32", "fp16"]
+
+
+class FsdpConfig(StrictModel):
+    """FSDP2's mixed-precision policy and resharding. Read only when training.distributed is
+    fsdp (under torchrun); with ddp, none or auto it is ignored."""
+
+    param_dtype: FsdpDtype | None = Field(
+        default=None,
+        description="dtype the parameters are all-gathered and computed in; null: bf16 when "
+        "training.precision is bf16, else fp32 (no cast)",
+    )
+    reduce_dtype: FsdpDtype | None = Field(
+        default=None,
+        description="dtype gradients are reduce-scattered in; null: fp32 (torchtitan's default)",
+    )
+    reshard_after_forward: bool = Field(
+        default=True,
+        description="free each block's gathered parameters after its forward (gathered again "
+        "in backward): less memory, one more all-gather per block",
+    )
+
+
 class TrainingConfig(StrictModel):
     objective: Literal["next_token", "grpo"] = Field(
         default="next_token",
@@ -67,8 +90,10 @@ class TrainingConfig(StrictModel):
         ge=0,
         description="batches made ahead on a thread (GPU only; 0: off, as measured no faster)",
     )
-    activation_checkpointing: bool = Field(
-        default=False, description="recompute each block's activations in backward (less memory)"
+    activation_checkpointing: bool | Literal["full", "selective"] = Field(
+        default=False,
+        description="recompute block activations in backward (less memory): full (or true) "
+        "every block, selective every other block (torchtitan's selective layer AC, ac_freq 2)",
     )
     fused_loss: bool = Field(
         default=False,
@@ -87,6 +112,10 @@ class TrainingConfig(StrictModel):
     init_from_tokenizer: Literal["check", "ignore"] = Field(
         default="check",
         description="ignore: model.init_from may load weights trained with another tokenizer",
+    )
+    fsdp: FsdpConfig = Field(
+        default_factory=FsdpConfig,
+        description="FSDP2 settings, used when distributed is fsdp (ignored otherwise)",
     )
 
 

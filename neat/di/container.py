@@ -74,7 +74,12 @@ class ServiceContainer(containers.DeclarativeContainer):
         memory=providers.Callable(f.memory_per_rank, device=device, dist=dist),
     )
     parallel_model = providers.Singleton(
-        f.make_parallel_model, training=training_cfg, model=model, dist=dist, device=device
+        f.make_parallel_model,
+        training=training_cfg,
+        model=model,
+        dist=dist,
+        device=device,
+        precision=precision,
     )
     objective = providers.Singleton(
         f.make_objective,

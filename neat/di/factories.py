@@ -50,12 +50,14 @@ from neat.models.load import TRAINING_BYTES_PER_PARAM, build_model
 from neat.persistence import Checkpointer, resolve_checkpoint
 from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import CHECKPOINTS_DIR
+from neat.training.activation_checkpointing import apply_activation_checkpointing
 from neat.training.device import enable_fast_math, memory_bytes, set_attention_backend
 from neat.training.distributed import (
     SINGLE,
     DistInfo,
     broadcast_object,
     check_batch_divides,
+    fsdp_policy,
     init_distributed,
     rank_zero_first,
     unwrap_model,
@@ -277,13 +279,7 @@ def make_model(
     module = build_model(
         model, tokenizer, training.seed, memory=memory, bytes_per_param=TRAINING_BYTES_PER_PARAM
     )
-    if training.activation_checkpointing:
-        if not hasattr(module, "activation_checkpointing"):
-            raise ConfigError(
-                f"training.activation_checkpointing: model type {model.type!r} does not "
-                "support it; set it to false"
-            )
-        setattr(module, "activation_checkpointing", True)  # noqa: B010  (nn.Module typing)
+    apply_activation_checkpointing(module, training.activation_checkpointing, model.type)
     if model.init_from and init_from:
         checkpoint = resolve_checkpoint(Path(model.init_from))
         if training.init_from_tokenizer == "check":
@@ -403,9 +399,14 @@ def make_discrepancy_objective(
 
 
 def make_parallel_model(
-    training: TrainingConfig, model: nn.Module, dist: DistInfo, device: torch.device
+    training: TrainingConfig,
+    model: nn.Module,
+    dist: DistInfo,
+    device: torch.device,
+    precision: str = "fp32",
 ) -> nn.Module:
-    """The model on its device and, under torchrun, wrapped by DDP or sharded by FSDP2."""
+    """The model on its device and, under torchrun, wrapped by DDP or sharded by FSDP2
+    (under training.fsdp's policy, its nulls filled from the resolved `precision`)."""
     if dist.mode == "fsdp" and training.precision == "fp16":
         raise ConfigError(
             "training.precision=fp16 does not work with training.distributed=fsdp (each "
@@ -414,7 +415,9 @@ def make_parallel_model(
     if training.float8:  # before DDP / FSDP2 and torch.compile, which must see its layers
         convert_to_float8(model, device, compiled=training.compile)
     model.to(device)
-    return wrap_model(model, dist)
+    fsdp = training.fsdp
+    policy = fsdp_policy(fsdp.param_dtype, fsdp.reduce_dtype, fsdp.reshard_after_forward, precision)
+    return wrap_model(model, dist, policy)
 
 
 def make_optimizer_factory(

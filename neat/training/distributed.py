@@ -32,10 +32,12 @@ from neat.training.device import resolve_device
 __all__ = [
     "SINGLE",
     "DistInfo",
+    "FsdpPolicy",
     "agree_on_stop",
     "barrier",
     "broadcast_object",
     "check_batch_divides",
+    "fsdp_policy",
     "init_distributed",
     "mean_across_ranks",
     "per_rank_state",
@@ -174,21 +176,64 @@ def _destroy() -> None:
 # -- the model -------------------------------------------------------------------------------------
 
 
-def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class FsdpPolicy:
+    """What FSDP2 is given: the dtypes of gathered parameters and of gradient reductions
+    (None: the parameters' own) and whether a block frees its gathered parameters after
+    forward."""
+
+    param_dtype: torch.dtype | None = None
+    reduce_dtype: torch.dtype | None = None
+    reshard_after_forward: bool = True
+
+
+def fsdp_policy(
+    param_dtype: str | None,
+    reduce_dtype: str | None,
+    reshard_after_forward: bool,
+    precision: str,
+) -> FsdpPolicy:
+    """training.fsdp with its nulls filled in from the (resolved) training precision:
+    bf16 training gathers bf16 parameters and reduces in fp32, torchtitan's default, so
+    communication halves while gradient sums keep fp32's range; fp32 training casts nothing."""
+    if param_dtype is None:
+        param_dtype = "bf16" if precision == "bf16" else "fp32"
+    if reduce_dtype is None:
+        reduce_dtype = "fp32"
+    for key, value in (("param_dtype", param_dtype), ("reduce_dtype", reduce_dtype)):
+        if value not in _DTYPES:
+            raise ConfigError(
+                f"training.fsdp.{key}: unknown dtype {value!r}; use bf16, fp32, fp16 or null"
+            )
+    return FsdpPolicy(_DTYPES[param_dtype], _DTYPES[reduce_dtype], reshard_after_forward)
+
+
+def wrap_model(model: nn.Module, info: DistInfo, fsdp: FsdpPolicy | None = None) -> nn.Module:
     """The module the training step calls. DDP wraps `model`; FSDP2 shards it in place, each
     block of every top-level ModuleList (the transformer blocks) first, then the rest at the
-    root, so one block's parameters are gathered at a time. Without a group: `model` itself."""
+    root, so one block's parameters are gathered at a time, all under `fsdp` (default: no
+    casts, reshard after forward). Without a group: `model` itself."""
     if info.mode == "ddp":
         ids = [info.device.index] if info.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
     if info.mode == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        policy = fsdp or FsdpPolicy()
+        options: dict[str, Any] = {
+            "mp_policy": MixedPrecisionPolicy(
+                param_dtype=policy.param_dtype, reduce_dtype=policy.reduce_dtype
+            ),
+            "reshard_after_forward": policy.reshard_after_forward,
+        }
         for child in model.children():
             if isinstance(child, nn.ModuleList):
                 for block in child:
-                    fully_shard(block)
-        fully_shard(model)
+                    fully_shard(block, **options)
+        fully_shard(model, **options)
     return model
 
 
