@@ -84,12 +84,15 @@ def _build_summary(report: dict[str, Any]) -> str:
 
 
 def _token_limit_note(report: dict[str, Any]) -> str:
-    """Chunks split to the embedder's token limit, and pieces embedded truncated (said only
-    when there are any: a bm25 index never has either)."""
+    """Chunks embedded in pieces to fit the embedder's token limit, and pieces embedded
+    truncated (said only when there are any: a bm25 index never has either)."""
     split, truncated = report.get("chunks_split", 0), report.get("chunks_truncated", 0)
     if not split and not truncated:
         return ""
-    return f"; {split} chunks split to the embedder's token limit, {truncated} embedded truncated"
+    return (
+        f"; {split} chunks over the embedder's token limit embedded in pieces, "
+        f"{truncated} pieces embedded truncated"
+    )
 
 
 def _echo_notes(report: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ __all__ = [
 # Bump when `embed` changes what it returns for the same model (pre- or post-processing):
 # the fingerprint changes with it, so stored vectors are recomputed.
 EMBEDDER_VERSION = "1"
+LONG_TEXTS = "long-texts:mean-of-pieces"  # how texts over the token limit are embedded
 # Files up to this size (configs, tokenizers) are hashed by content; larger ones (weights) by
 # name and size only, so opening a multi-GB model stays instant.
 _HASH_CONTENT_BELOW = 1 << 20
@@ -200,14 +201,17 @@ def build_embedder(
 def embedder_fingerprint(embedder: IEmbedder) -> str:
     """The key stored vectors are valid for: the embedder's own `fingerprint` when it has one
     (a user's embedder should, as a str property); otherwise its class and width, which cannot
-    see a change of weights."""
+    see a change of weights. An embedder that counts tokens has its long texts embedded in
+    pooled pieces (`neat.indexing.token_limit`), and that scheme is part of the key, so the
+    vectors of an index built before it (split or truncated chunks) are re-made."""
     own = getattr(embedder, "fingerprint", None)
     if callable(own):
         own = own()
-    if isinstance(own, str) and own:
-        return own
-    kind = type(embedder)
-    return f"{kind.__module__}.{kind.__qualname__}:dim={embedder.dim}"
+    if not (isinstance(own, str) and own):
+        kind = type(embedder)
+        own = f"{kind.__module__}.{kind.__qualname__}:dim={embedder.dim}"
+    pooled = callable(getattr(embedder, "token_count", None))
+    return f"{own}|{LONG_TEXTS}" if pooled else own
 
 
 def _check_device(device: str) -> None:

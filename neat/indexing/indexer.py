@@ -15,8 +15,8 @@ consistent:
 
 A change of chunking (`CHUNKER_VERSION` or `indexing.chunking`) re-chunks every file on the
 next build: each manifest entry records the chunking that produced it. With an embedder
-that states a token limit, chunks over it are split to fit (`neat.indexing.token_limit`) and
-the limit and embedder are part of that record, so another embedder re-chunks too. A change
+that states a token limit, a chunk over it is embedded in pieces that fit, its vector their
+mean (`neat.indexing.token_limit`); the chunk itself stays whole, for BM25. A change
 of embedder (its fingerprint differs from the one stored) drops every vector and re-embeds
 all chunks.
 """
@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -58,7 +58,13 @@ from neat.indexing.store import (
     compact_snippet,
     posix_rel,
 )
-from neat.indexing.token_limit import FitReport, TokenLimit, fit_chunks, token_limit
+from neat.indexing.token_limit import (
+    FitReport,
+    TokenLimit,
+    embed_whole,
+    embedding_pieces,
+    token_limit,
+)
 from neat.indexing.vectors import VectorIndex
 from neat.interfaces import Document, IEmbedder, SearchHit
 
@@ -74,12 +80,10 @@ FileKey = tuple[int, str]  # (root id, path relative to the root's folder)
 Progress = Callable[[int, int], None]  # (files checked, files in all)
 
 
-def chunker_key(chunking: ChunkingConfig, limit: TokenLimit | None = None) -> str:
+def chunker_key(chunking: ChunkingConfig) -> str:
     """Names the chunking that produced a file's chunks; a different key re-chunks the file.
-    An embedder's token limit (and identity) is part of it, so another embedder re-chunks;
-    without one the key is as it always was."""
-    key = f"{CHUNKER_VERSION}/{chunking.max_chars}/{chunking.overlap_chars}"
-    return key if limit is None else f"{key}/{limit.key}"
+    The embedder is not part of it: long chunks are embedded in pieces, never stored split."""
+    return f"{CHUNKER_VERSION}/{chunking.max_chars}/{chunking.overlap_chars}"
 
 
 @dataclass(slots=True)
@@ -160,7 +164,7 @@ class MarkdownIndexer:
         self._reranker = reranker
         self._store = IndexStore(Path(db))
         self.db = self._store.db
-        self._chunking: tuple[str, TokenLimit | None] | None = None
+        self._limit: tuple[TokenLimit | None] | None = None  # asked of the embedder once
         self._dense: tuple[int, VectorIndex] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -181,15 +185,14 @@ class MarkdownIndexer:
 
     @property
     def _chunker(self) -> str:
-        """The current chunker key; asked of the embedder on first use, as its token limit
-        loads the model (a bm25 search never needs it)."""
-        return self._chunking_setup()[0]
+        return chunker_key(self.config.chunking)
 
-    def _chunking_setup(self) -> tuple[str, TokenLimit | None]:
-        if self._chunking is None:
-            limit = token_limit(self.embedder)
-            self._chunking = (chunker_key(self.config.chunking, limit), limit)
-        return self._chunking
+    @property
+    def _token_limit(self) -> TokenLimit | None:
+        """The embedder's, asked on first use: it loads the model (a bm25 search never does)."""
+        if self._limit is None:
+            self._limit = (token_limit(self.embedder),)
+        return self._limit[0]
 
     @property
     def generation(self) -> int:
@@ -321,12 +324,6 @@ class MarkdownIndexer:
         text = data.decode("utf-8")
         row = FileRow(key[0], key[1], file.size, file.mtime_ns, sha, self._chunker, 0)
         parsed = parse_markdown(text, key[1], self.config.chunking)
-        limit = self._chunking_setup()[1]
-        if limit is not None:
-            fit = FitReport()
-            parsed = replace(parsed, chunks=fit_chunks(parsed.chunks, limit, fit))
-            report.chunks_split += fit.split
-            report.chunks_truncated += fit.truncated
         report.warnings += [{"path": str(file.path), "detail": w} for w in parsed.warnings]
         return _Parsed(key, row, parsed, is_new=known is None)
 
@@ -337,10 +334,12 @@ class MarkdownIndexer:
             return
         vectors: dict[str, bytes] = {}
         if self.embedder is not None:
-            texts = {c.content_hash: c.search_text for p in pending for c in p.parsed.chunks}
+            texts = {
+                c.content_hash: (c.heading_path, c.text) for p in pending for c in p.parsed.chunks
+            }
             have = self._store.vector_hashes(texts)
             todo = {h: t for h, t in texts.items() if h not in have}
-            vectors = self._embed(todo)
+            vectors = self._embed(todo, report)
             report.embedded += len(vectors)
         for item in pending:
             chunks = item.parsed.chunks
@@ -372,20 +371,22 @@ class MarkdownIndexer:
             self._store.reset_vectors(fingerprint, self.embedder.dim)
             self._dense = None
 
-    def _embed(self, texts: dict[str, str]) -> dict[str, bytes]:
-        """content hash -> float32 vector bytes, for every text."""
+    def _embed(
+        self, passages: dict[str, tuple[tuple[str, ...], str]], report: BuildReport
+    ) -> dict[str, bytes]:
+        """content hash -> float32 vector bytes of each (heading path, text); one over the
+        embedder's token limit is embedded in pieces, pooled (`neat.indexing.token_limit`)."""
         assert self.embedder is not None
         out: dict[str, bytes] = {}
-        items = list(texts.items())
+        items = list(passages.items())
+        fit = FitReport()
         for start in range(0, len(items), _EMBED_BATCH):
             part = items[start : start + _EMBED_BATCH]
-            matrix = np.asarray(self.embedder.embed([t for _, t in part]), dtype="<f4")
-            if matrix.shape != (len(part), self.embedder.dim):
-                raise ValueError(
-                    f"embedder returned shape {matrix.shape} for {len(part)} texts, expected "
-                    f"({len(part)}, {self.embedder.dim})"
-                )
+            pieces = embedding_pieces([p for _, p in part], self._token_limit, fit)
+            matrix = embed_whole(pieces, self.embedder.embed, self.embedder.dim).astype("<f4")
             out.update((h, row.tobytes()) for (h, _), row in zip(part, matrix, strict=True))
+        report.chunks_split += fit.split
+        report.chunks_truncated += fit.truncated
         return out
 
     def _fill_vectors(self, report: BuildReport) -> None:
@@ -393,7 +394,7 @@ class MarkdownIndexer:
         if self.embedder is None:
             return
         while rows := self._store.chunks_without_vectors(_EMBED_BATCH):
-            vectors = self._embed({h: search_text(hp, t) for h, hp, t in rows})
+            vectors = self._embed({h: (hp, t) for h, hp, t in rows}, report)
             self._store.put_vectors(vectors)
             report.embedded += len(vectors)
 

@@ -34,8 +34,7 @@ class Chunk:
     `heading_path` holds the headings from the top down to and including the chunk's own
     section heading (empty before the first heading). `text` is the markdown source of the
     chunk's lines (the heading line included when the chunk starts its section), or the
-    part of them it holds when one line alone is longer than `max_chars` or the chunk was
-    split to the embedder's token limit (`neat.indexing.token_limit`).
+    part of them it holds when one line alone is longer than `max_chars`.
     """
 
     path: str

@@ -1,5 +1,5 @@
-"""Chunks fit the embedder's token limit: over-long ones are split, not cut, and a piece that
-cannot fit is counted as truncated. Real tiny model, real files, real SQLite."""
+"""Long chunks under an embedder's token limit: stored whole, embedded in pieces that fit
+(pooled), nothing cut without a count. Real tiny model, real files, real SQLite."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from neat.config.indexing import IndexingConfig
 from neat.indexing.embedders import SentenceTransformerEmbedder
 from neat.indexing.indexer import MarkdownIndexer, chunker_key
 from neat.indexing.markdown import parse_markdown
-from neat.indexing.records import CHUNKER_VERSION, Chunk
+from neat.indexing.records import CHUNKER_VERSION, search_text
+from neat.indexing.store import IndexStore
+from neat.indexing.token_limit import FitReport, embedding_pieces, token_limit
 from tests.indexing.tiny_models import TINY_MAX_SEQ_LENGTH, build_tiny_sentence_transformer
 
 SENTENCE = "The index stores chunks and hashes in a SQLite database near the river bank."
@@ -58,15 +60,20 @@ def non_space(texts: list[str]) -> str:
     return "".join("".join(text.split()) for text in texts)
 
 
-def assert_pieces_match_lines(chunks: list[Chunk], source: str) -> None:
-    """Each chunk's text lies within the file lines it claims, beginning on the first and
-    ending on the last."""
-    lines = source.split("\n")
-    for chunk in chunks:
-        span = "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
-        assert chunk.text in span, chunk
-        assert chunk.text.split("\n")[0].strip() in lines[chunk.start_line - 1]
-        assert chunk.text.split("\n")[-1].strip() in lines[chunk.end_line - 1]
+def stored_vectors(db: Path, dim: int) -> dict[tuple[tuple[str, ...], str], np.ndarray]:
+    """(heading path, text) -> the vector the index holds for that chunk."""
+    store = IndexStore(db)
+    try:
+        ids, matrix = store.load_vectors(dim)
+        rows = {r.id: (r.heading_path, r.text) for r in store.file_chunks()}
+    finally:
+        store.close()
+    return {rows[int(i)]: row for i, row in zip(ids, matrix, strict=True)}
+
+
+def pooled(embedder: SentenceTransformerEmbedder, texts: list[str]) -> np.ndarray:
+    mean = embedder.embed(texts).mean(axis=0)
+    return mean / np.linalg.norm(mean)
 
 
 def test_embedder_reports_its_token_limit(embedder: SentenceTransformerEmbedder) -> None:
@@ -76,30 +83,36 @@ def test_embedder_reports_its_token_limit(embedder: SentenceTransformerEmbedder)
     assert long == 300
 
 
-def test_chunk_over_the_token_limit_is_split_and_no_text_is_lost(
+def test_chunk_over_the_token_limit_is_embedded_in_pieces_and_no_text_is_lost(
     docs: Path, indexer: MarkdownIndexer, embedder: SentenceTransformerEmbedder
 ) -> None:
     source = (docs / "guide.md").read_text(encoding="utf-8")
-    before = parse_markdown(source, "guide.md", IndexingConfig().chunking).chunks
-    assert max(embedder.token_count([c.search_text for c in before])) > 3 * embedder.max_tokens
+    plain = parse_markdown(source, "guide.md", IndexingConfig().chunking).chunks
+    long = max(plain, key=lambda c: embedder.token_count([c.search_text])[0])
+    assert embedder.token_count([long.search_text])[0] > 3 * embedder.max_tokens
 
     report = indexer.build([docs])
-    chunks = indexer.chunks()
 
-    counts = embedder.token_count([c.search_text for c in chunks])
-    assert max(counts) <= embedder.max_tokens
-    assert len(chunks) > len(before)
-    assert non_space([c.text for c in chunks]) == non_space([c.text for c in before])
-    assert_pieces_match_lines(chunks, source)
+    assert indexer.chunks() == plain  # stored whole: BM25 and line numbers as without a limit
+    limit = token_limit(embedder)
+    [pieces] = embedding_pieces([(long.heading_path, long.text)], limit, FitReport())
+    assert len(pieces) > 3
+    assert max(embedder.token_count(pieces)) <= embedder.max_tokens
+    prefix = search_text(long.heading_path, "")
+    assert all(p.startswith(prefix) for p in pieces)  # each piece keeps the heading path
+    assert non_space([p[len(prefix) :] for p in pieces]) == non_space([long.text])
+    vectors = stored_vectors(indexer.db, embedder.dim)
+    np.testing.assert_allclose(
+        vectors[(long.heading_path, long.text)], pooled(embedder, pieces), atol=1e-6
+    )
     assert report["chunks_split"] >= 1
     assert report["chunks_truncated"] == 0
-    assert report["embedded"] == len({c.content_hash for c in chunks})
-    assert "embedded truncated" in _build_summary(report)
+    assert report["embedded"] == len({c.content_hash for c in plain})
+    assert "embedded in pieces" in _build_summary(report)
     assert indexer.stats()["last_build"]["chunks_split"] == report["chunks_split"]
-    # Unchanged files are not re-chunked: the key is stable for the same embedder.
     again = indexer.build([docs])
     assert again["unchanged"] == 1
-    assert again["chunks_split"] == 0
+    assert again["chunks_split"] == 0 and again["embedded"] == 0
 
 
 def test_unbreakable_run_is_embedded_truncated_and_counted(
@@ -114,14 +127,15 @@ def test_unbreakable_run_is_embedded_truncated_and_counted(
     (root / "blob.md").write_text(source, encoding="utf-8")
 
     report = indexer.build([root])
-    chunks = indexer.chunks()
 
-    assert report["chunks_truncated"] >= 1
-    assert any(c.text == blob for c in chunks)
-    over = embedder.token_count([c.search_text for c in chunks])
-    assert sum(n > embedder.max_tokens for n in over) == report["chunks_truncated"]
     plain = parse_markdown(source, "blob.md", IndexingConfig().chunking).chunks
-    assert non_space([c.text for c in chunks]) == non_space([c.text for c in plain])
+    assert indexer.chunks() == plain
+    assert report["chunks_truncated"] >= 1
+    pieces = embedding_pieces(
+        [(c.heading_path, c.text) for c in plain], token_limit(embedder), FitReport()
+    )
+    over = embedder.token_count([p for texts in pieces for p in texts])
+    assert sum(n > embedder.max_tokens for n in over) == report["chunks_truncated"]
 
 
 def test_index_without_embedder_chunks_as_before(docs: Path, tmp_path: Path) -> None:
@@ -139,17 +153,19 @@ def test_index_without_embedder_chunks_as_before(docs: Path, tmp_path: Path) -> 
     assert "token limit" not in _build_summary(report)
 
 
-def test_adding_an_embedder_with_a_limit_rechunks(
+def test_adding_an_embedder_keeps_the_chunks_and_embeds_them(
     docs: Path, tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
     db = tmp_path / "switch.db"
     with MarkdownIndexer(db, IndexingConfig()) as ix:
         ix.build([docs])
-        plain = len(ix.chunks())
+        plain = ix.chunks()
     with MarkdownIndexer(db, IndexingConfig(), embedder=embedder) as ix:
         report = ix.build([docs])
-        assert report["updated"] == 1 and report["unchanged"] == 0
-        assert len(ix.chunks()) > plain
+        assert report["unchanged"] == 1 and report["updated"] == 0
+        assert ix.chunks() == plain
+        assert report["embedded"] == len({c.content_hash for c in plain})
+        assert report["chunks_split"] >= 1
 
 
 class PlainEmbedder:
