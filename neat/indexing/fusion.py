@@ -1,4 +1,5 @@
-"""Reciprocal rank fusion: merge ranked lists (BM25, dense) without comparing their scores."""
+"""Merging BM25's and the embedder's rankings: reciprocal rank fusion (ranks only) or a
+convex combination of normalised scores."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
-__all__ = ["DEFAULT_RRF_K", "reciprocal_rank_fusion"]
+__all__ = ["DEFAULT_RRF_K", "convex_fusion", "reciprocal_rank_fusion"]
 
 DocId = TypeVar("DocId", bound=Hashable)
 
@@ -54,3 +55,47 @@ def reciprocal_rank_fusion(
                 first_seen[doc] = position
     ordered = sorted(scores, key=lambda doc: (-scores[doc], first_seen[doc]))
     return [(doc, scores[doc]) for doc in ordered]
+
+
+def convex_fusion(
+    lexical: Sequence[tuple[DocId, float]],
+    dense: Sequence[tuple[DocId, float]],
+    dense_weight: float,
+) -> list[tuple[DocId, float]]:
+    """Fuse BM25 hits (score >= 0) and dense hits (cosine in [-1, 1]), each best first, into
+    `(doc, score)` pairs, best first:
+
+    score(d) = (1 - w) * bm25(d) / max bm25 + w * (cos(d) + 1) / 2
+
+    Bruch, Gai & Ingber, "An Analysis of Fusion Functions for Hybrid Retrieval" (ACM TOIS
+    2023): a convex combination of scores normalised by their theoretical minimum (0 for
+    BM25, -1 for a cosine) beats RRF once `w` is set, because it keeps how confident each
+    ranker is; RRF weighs BM25's first and fifth hit nearly alike, so a weak dense ranker
+    reorders BM25's best hits at any weight. A doc missing from one list takes that list's
+    lowest score (an upper bound of its real one). Equal scores keep first appearance, rank
+    by rank, BM25's list first.
+    """
+    if not math.isfinite(dense_weight) or not 0.0 <= dense_weight <= 1.0:
+        raise ValueError(f"dense_weight must be in [0, 1], got {dense_weight!r}")
+    lex = {doc: score for doc, score in reversed(lexical)}  # a repeated doc: its best score
+    cos = {doc: score for doc, score in reversed(dense)}
+    top = max(max(lex.values(), default=0.0), 0.0)
+    lex_floor = min(lex.values(), default=0.0)
+    cos_floor = min(cos.values(), default=-1.0)
+    order: dict[DocId, None] = {}
+    for pair in _interleave([d for d, _ in lexical], [d for d, _ in dense]):
+        order.setdefault(pair, None)
+    scores = {
+        doc: (1.0 - dense_weight) * (lex.get(doc, lex_floor) / top if top > 0 else 0.0)
+        + dense_weight * (cos.get(doc, cos_floor) + 1.0) / 2.0
+        for doc in order
+    }
+    first = {doc: i for i, doc in enumerate(order)}
+    return sorted(scores.items(), key=lambda item: (-item[1], first[item[0]]))
+
+
+def _interleave(a: Sequence[DocId], b: Sequence[DocId]) -> list[DocId]:
+    out: list[DocId] = []
+    for i in range(max(len(a), len(b))):
+        out.extend(x[i] for x in (a, b) if i < len(x))
+    return out

@@ -37,7 +37,7 @@ import numpy as np
 from neat.config.indexing import ChunkingConfig, IndexingConfig
 from neat.errors import ConfigError, DataError
 from neat.indexing.embedders import embedder_fingerprint
-from neat.indexing.fusion import reciprocal_rank_fusion
+from neat.indexing.fusion import convex_fusion, reciprocal_rank_fusion
 from neat.indexing.integrity import check_index, stat_unchanged
 from neat.indexing.markdown import parse_markdown
 from neat.indexing.records import (
@@ -412,11 +412,11 @@ class MarkdownIndexer:
         self, query: str, k: int = 10, mode: str | None = None, *, rerank: bool = True
     ) -> list[SearchHit]:
         """The `k` best chunks for free text. `mode` (default `indexing.mode`): "auto" (hybrid
-        with an embedder, else bm25), "bm25"
-        (FTS5), "dense" (embedder + exact inner product) or "hybrid" (reciprocal rank fusion
-        of both, `indexing.rrf_k`). Any text is a valid query; one without words gives [].
-        With a reranker (`indexing.rerank`, unless `rerank=False`) the mode's best
-        max(top, k) chunks are re-scored by the cross-encoder and its scores returned."""
+        with an embedder, else bm25), "bm25" (FTS5), "dense" (embedder + exact inner product)
+        or "hybrid" (both, merged by `indexing.fusion`: reciprocal rank fusion or a convex
+        combination of scores). Any text is a valid query; one without words gives []. With
+        a reranker (`indexing.rerank`, unless `rerank=False`) the mode's best max(top, k)
+        chunks are re-scored by the cross-encoder and its scores returned."""
         reranker = self.reranker if rerank else None
         if reranker is None:
             return self._search(query, k, mode)
@@ -465,9 +465,13 @@ class MarkdownIndexer:
         depth = max(50, 5 * k)
         lexical = self._store.search_bm25(query, depth, snippets=False)
         dense = self._search_dense(query, depth)
-        fused = reciprocal_rank_fusion(
-            [[i for i, _, _ in lexical], [i for i, _ in dense]], k=self.config.rrf_k
-        )[:k]
+        if self.config.fusion == "convex":
+            pairs = [(i, s) for i, s, _ in lexical]
+            fused = convex_fusion(pairs, dense, self.config.dense_weight)[:k]
+        else:
+            fused = reciprocal_rank_fusion(
+                [[i for i, _, _ in lexical], [i for i, _ in dense]], k=self.config.rrf_k
+            )[:k]
         if not snippets:
             return fused, {}
         matched = {i for i, _, _ in lexical}

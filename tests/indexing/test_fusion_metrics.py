@@ -1,4 +1,5 @@
-"""Reciprocal rank fusion and the retrieval metrics, against values worked out by hand."""
+"""Reciprocal rank fusion, convex fusion and the retrieval metrics, against values worked out
+by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neat.indexing.fusion import reciprocal_rank_fusion
+from neat.indexing.fusion import convex_fusion, reciprocal_rank_fusion
 from neat.indexing.metrics import evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
 
 # ---------------------------------------------------------------- reciprocal rank fusion
@@ -79,6 +80,46 @@ def test_rrf_is_sorted_complete_and_deterministic(
     scores = [score for _, score in fused]
     assert scores == sorted(scores, reverse=True)
     assert fused == reciprocal_rank_fusion([list(r) for r in rankings])
+
+
+# ---------------------------------------------------------------- convex fusion
+
+LEXICAL = [("a", 10.0), ("b", 8.0), ("c", 2.0)]
+DENSE = [("c", 0.9), ("d", 0.5), ("a", 0.1)]
+
+
+def test_convex_hand_computed_with_floors_for_missing_docs() -> None:
+    fused = convex_fusion(LEXICAL, DENSE, 0.5)
+    scores = dict(fused)
+    assert scores["a"] == pytest.approx(0.5 * 1.0 + 0.5 * 1.1 / 2)
+    assert scores["b"] == pytest.approx(0.5 * 0.8 + 0.5 * 1.1 / 2)  # dense floor: 0.1
+    assert scores["c"] == pytest.approx(0.5 * 0.2 + 0.5 * 1.9 / 2)
+    assert scores["d"] == pytest.approx(0.5 * 0.2 + 0.5 * 1.5 / 2)  # bm25 floor: 2/10
+    assert [doc for doc, _ in fused] == ["a", "b", "c", "d"]
+
+
+def test_convex_weight_zero_keeps_bm25_order_and_one_the_dense_order() -> None:
+    assert [d for d, _ in convex_fusion(LEXICAL, DENSE, 0.0)][:3] == ["a", "b", "c"]
+    assert [d for d, _ in convex_fusion(LEXICAL, DENSE, 1.0)][:2] == ["c", "d"]
+
+
+def test_convex_keeps_how_sure_bm25_was_where_rrf_sees_a_tie() -> None:
+    lexical = [("top", 30.0), ("second", 5.0)]
+    dense = [("second", 0.31), ("top", 0.30)]  # the embedder barely prefers "second"
+    fused = dict(convex_fusion(lexical, dense, 0.5))
+    assert fused["top"] > fused["second"] + 0.3
+    # ranks alone: the two are even, however sure BM25 was
+    ranks = dict(reciprocal_rank_fusion([["top", "second"], ["second", "top"]]))
+    assert ranks["top"] == pytest.approx(ranks["second"])
+
+
+def test_convex_ties_empty_lists_and_bad_weights() -> None:
+    assert convex_fusion([], [], 0.3) == []
+    assert [d for d, _ in convex_fusion([], [("x", 0.2), ("y", 0.2)], 0.3)] == ["x", "y"]
+    assert dict(convex_fusion([("x", 0.0)], [], 0.3)) == {"x": pytest.approx(0.0)}
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="dense_weight"):
+            convex_fusion(LEXICAL, DENSE, bad)
 
 
 # ---------------------------------------------------------------- metrics

@@ -449,6 +449,27 @@ def test_dense_and_hybrid_with_a_real_model(docs: Path, tmp_path: Path, tiny_mod
         assert ix.check()["ok"]
 
 
+def test_convex_fusion_keeps_bm25s_order_at_weight_zero(
+    docs: Path, tmp_path: Path, tiny_model: Path
+) -> None:
+    embedder: IEmbedder = SentenceTransformerEmbedder(tiny_model)
+    db = tmp_path / "i.db"
+    with MarkdownIndexer(db, IndexingConfig(), embedder=embedder) as ix:
+        ix.build([docs])
+    query = "penguins huddle cold"
+    for weight in (0.0, 0.3, 1.0):
+        config = IndexingConfig(fusion="convex", dense_weight=weight)
+        with MarkdownIndexer(db, config, embedder=embedder) as ix:
+            hybrid = ix.search(query, k=4, mode="hybrid")
+            lexical = ix.search(query, k=4, mode="bm25")
+            dense = ix.search(query, k=4, mode="dense")
+        assert len(hybrid) == 4 and all(0.0 <= h.score <= 1.0 for h in hybrid)
+        if weight == 0.0:
+            assert [h.start_line for h in hybrid[: len(lexical)]] == [h.start_line for h in lexical]
+        if weight == 1.0:
+            assert [h.start_line for h in hybrid] == [h.start_line for h in dense]
+
+
 def test_dense_without_an_embedder_is_a_config_error(indexer: MarkdownIndexer, docs: Path) -> None:
     indexer.build([docs])
     for mode in ("dense", "hybrid"):
