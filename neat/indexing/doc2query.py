@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,17 @@ log = structlog.get_logger(__name__)
 
 # Fewer heading pairs than this teach the LM nothing it can generalise from.
 MIN_SEED_PAIRS = 32
-SEPARATOR = "\n\nQuery:"  # the passage's last pre-token never merges across it
+# What follows the passage names the task; the passage's last pre-token never merges across it.
+TASKS = {"heading": "\n\nQuery:", "sentence": "\n\nSentence:", "code": "\n\nExplanation:"}
 MAX_QUERY_TOKENS = 16
 MIN_QUERY_WORDS = 2
 MAX_COPY_WORDS = 8  # a longer verbatim piece of the chunk is a copy, not a query
 GENERATE_BATCH = 64
 TOP_K = 10  # the extra queries per chunk are sampled from the 10 likeliest tokens
 DONE_MARKER = "doc2query.done"
+MIN_GROUNDED = 0.5
 _HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s")
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Doc2QueryRecipe:
     vocab_size: int = 4096
     batch_size: int = 32
     lr: float = 1.0e-3
-    # "code" adds code block -> the prose before it (the LM reads the code, writes the prose)
+    # Pair kinds trained on, each after its own task separator (generation asks for "heading"):
+    # "sentence" (rest of chunk -> the sentence) and "code" (code block -> the prose before
+    # it) give the LM many more passages to read, so it learns to write from the passage.
     kinds: tuple[str, ...] = ("heading",)
 
 
@@ -80,7 +85,7 @@ def doc2query_pairs(
     seed pairs are too few to learn from. The first query of a chunk is greedy, the others
     top-k samples; the same inputs and seed give the same pairs."""
     recipe = recipe or Doc2QueryRecipe()
-    examples = [p for p in seed_pairs if p.kind in recipe.kinds]
+    examples = [p for p in seed_pairs if p.kind in recipe.kinds and p.kind in TASKS]
     if sum(p.kind == "heading" for p in examples) < MIN_SEED_PAIRS:
         log.warning(
             "doc2query.too_few_seed_pairs",
@@ -88,41 +93,53 @@ def doc2query_pairs(
             needed=MIN_SEED_PAIRS,
         )
         return []
+    seen = {" ".join(p.query.split()).casefold() for p in examples}
     run_dir = train_query_model(chunks, examples, work, recipe, seed, steps, device, console)
     queries = generate_queries(chunks, run_dir, seed=seed, per_chunk=per_chunk, device=device)
     pairs = []
     for chunk, generated in zip(chunks, queries, strict=True):
         passage = search_text(chunk.heading_path, chunk.text)
-        for query in filter_queries(generated, chunk.text):
+        for query in filter_queries(generated, chunk.text, seen):
             pairs.append(TrainingPair(query, passage, chunk.id, "doc2query"))
     log.info("doc2query.pairs", chunks=len(chunks), pairs=len(pairs))
     return pairs
 
 
-def filter_queries(queries: Iterable[str], chunk_text: str) -> list[str]:
-    """Queries worth training on: stripped, of two words or more, not a verbatim copy of
-    more than `MAX_COPY_WORDS` words of the chunk (any case, any spacing), each once."""
+def filter_queries(
+    queries: Iterable[str], chunk_text: str, memorised: Collection[str] = ()
+) -> list[str]:
+    """Queries worth training on, each once: stripped, of two words or more, not a verbatim
+    copy of more than `MAX_COPY_WORDS` words of the chunk (any case, any spacing), not one of
+    the `memorised` training queries (casefolded: a small LM repeats those for passages they
+    do not fit), and grounded: at least `MIN_GROUNDED` of its words occur in the chunk (the
+    hallucinated queries that Gospodinov et al. 2023, "Doc2Query--: When Less is More",
+    found to hurt retrieval)."""
     flat = " ".join(chunk_text.split()).casefold()
+    vocabulary = set(_WORD.findall(flat))
     kept: dict[str, None] = {}
     for query in queries:
-        query = " ".join(query.split())
+        query = " ".join(query.replace("\ufffd", " ").split())  # a character cut at the end
         words = len(query.split())
-        if words < MIN_QUERY_WORDS:
+        folded = query.casefold()
+        if words < MIN_QUERY_WORDS or folded in memorised:
             continue
-        if words > MAX_COPY_WORDS and query.casefold() in flat:
+        if words > MAX_COPY_WORDS and folded in flat:
+            continue
+        terms = _WORD.findall(folded)
+        if not terms or sum(t in vocabulary for t in terms) < MIN_GROUNDED * len(terms):
             continue
         kept.setdefault(query, None)
     return list(kept)
 
 
-def query_prompt(tokenizer: ITokenizer, passage: str, budget: int) -> str:
-    """The passage cut to `budget` tokens, then the separator: the same text in training and
-    generation, so both see the same tokens."""
+def query_prompt(tokenizer: ITokenizer, passage: str, budget: int, task: str = "heading") -> str:
+    """The passage cut to `budget` tokens, then the task's separator: the same text in
+    training and generation, so both see the same tokens."""
     passage = passage.strip()
     ids = tokenizer.encode(passage)
     if len(ids) > budget:
         passage = tokenizer.decode(ids[:budget]).rstrip()
-    return passage + SEPARATOR
+    return passage + TASKS[task]
 
 
 def chunk_passage(chunk: PassageChunk) -> str:
@@ -191,7 +208,10 @@ def _records(
         ids = tokenizer.encode(" " + query)[:MAX_QUERY_TOKENS]
         response = tokenizer.decode(ids)
         budget = block_size - len(ids) - 1 - 8  # eot, separator (<8 tokens)
-        yield {"prompt": query_prompt(tokenizer, pair.passage, budget), "response": response}
+        yield {
+            "prompt": query_prompt(tokenizer, pair.passage, budget, pair.kind),
+            "response": response,
+        }
 
 
 def _config(

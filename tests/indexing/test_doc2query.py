@@ -128,20 +128,24 @@ def test_only_heading_pairs_count_as_seeds(tmp_path: Path) -> None:
     assert doc2query_pairs(HELD_OUT, sentences, tmp_path, steps=5, recipe=TINY) == []
 
 
-def test_filter_drops_one_word_copies_and_repeats() -> None:
+def test_filter_drops_copies_one_word_memorised_ungrounded_and_repeats() -> None:
     text = "## Intro\n\nThe quick brown fox jumps over the lazy dog and\nruns away into the woods."
     generated = [
-        "  How does the fox run? ",
+        "  Where the fox runs ",
         "fox",  # one word
         "",
         "   ",
         "the quick brown fox jumps over the lazy dog and runs",  # a copy across a line break
-        "How does the fox run?",  # again, once stripped
+        "Where the fox runs",  # again, once stripped
         "quick brown fox jumps",  # a short piece of the chunk is still a query
         "The quick brown fox jumps over the lazy cat and runs",  # not a copy
+        "Intro to the Woods",  # a training query, memorised by the LM
+        "Installing Rust on Windows",  # nothing of it is in the chunk
+        "Why foxes \ufffd",  # the cut character dropped, "Why foxes" is not in the chunk
     ]
-    assert filter_queries(generated, text) == [
-        "How does the fox run?",
+    assert filter_queries(generated, text, {"intro to the woods"}) == [
+        "Where the fox runs",
         "quick brown fox jumps",
         "The quick brown fox jumps over the lazy cat and runs",
     ]
+    assert "Intro to the Woods" in filter_queries(generated, text)
