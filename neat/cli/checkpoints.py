@@ -79,6 +79,12 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
 
     checkpoint = resolve_checkpoint(path)  # verifies every file's sha256 and state.json
     meta = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    if meta.get("format") == "dcp":
+        raise CheckpointError(
+            f"checkpoint {checkpoint} is sharded (checkpoint.format: dcp, saved by "
+            f"{meta.get('dcp', {}).get('world_size', '?')} processes); run `neat checkpoints "
+            f"consolidate {checkpoint}` and inspect the checkpoint it writes"
+        )
     tensors = _tensor_rows(checkpoint / MODEL_FILE, meta.get("tensor_aliases", {}))
     config = meta.get("config")
     version = meta["format_version"]
@@ -177,7 +183,8 @@ def _print_rich(console: Console, info: Mapping[str, Any]) -> None:
 
 @click.group()
 def checkpoints() -> None:
-    """Inspect checkpoints; convert them to and from Hugging Face folders."""
+    """Inspect checkpoints; convert them to and from Hugging Face folders; consolidate
+    sharded ones."""
 
 
 @checkpoints.command("inspect")
@@ -234,6 +241,26 @@ def checkpoints_export_hf(path: Path, out: Path) -> None:
     from neat.models.hf import export_hf
 
     _report(export_hf(path, out), "Hugging Face folder")
+
+
+@checkpoints.command("consolidate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The new run folder to write (default: RUN-consolidated-step_N beside the run).",
+)
+@user_errors
+def checkpoints_consolidate(path: Path, out: Path | None) -> None:
+    """Turn the sharded checkpoint at PATH (checkpoint.format: dcp; or a run's newest) into
+    one safetensors checkpoint in a new run folder: same step, weights, optimizer and data
+    position, read by `neat infer`, `export-hf`, `inspect` and `model.init_from`, and
+    resumable. Reads the whole model into this one process's memory."""
+    from neat.persistence.consolidate import consolidate_checkpoint
+
+    written = consolidate_checkpoint(path, out)
+    click.echo(f"wrote {written} (one safetensors checkpoint)")
 
 
 @checkpoints.command("merge-lora")

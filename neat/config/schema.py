@@ -153,6 +153,12 @@ class MonitoringConfig(StrictModel):
 
 class CheckpointConfig(StrictModel):
     interval: PositiveInt = 500
+    format: Literal["auto", "safetensors", "dcp"] = Field(
+        default="auto",
+        description="auto: dcp when training.distributed runs fsdp, else safetensors; dcp: "
+        "PyTorch distributed checkpoint, each rank writes its own shards (no gather), "
+        "resumable on another world size; `neat checkpoints consolidate` makes safetensors",
+    )
     keep_last: PositiveInt = 2
     save_final: bool = True
     keep_best: bool = Field(

@@ -469,14 +469,20 @@ def make_checkpointer(
     dist: DistInfo = SINGLE,
     tokenizer: ITokenizer | None = None,
 ) -> Checkpointer:
-    """Rank 0 writes; the other ranks' checkpointer only takes part in gathering shards. The
-    whole config goes into every checkpoint, so a checkpoint alone rebuilds its model."""
+    """Rank 0 writes; the other ranks' checkpointer only takes part in gathering shards, or,
+    with checkpoint.format dcp (auto under fsdp), writes its own. The whole config goes into
+    every checkpoint, so a checkpoint alone rebuilds its model."""
+    layout = config.checkpoint.format
+    if layout == "auto":  # sharded runs save sharded: no rank gathers the whole model
+        layout = "dcp" if dist.mode == "fsdp" else "safetensors"
     return Checkpointer(
         run_dir / CHECKPOINTS_DIR,
         keep_last=config.checkpoint.keep_last,
         metadata=config.model_dump(mode="json"),
         writer=dist.is_main,
         tokenizer=tokenizer,  # a resume refuses a checkpoint of another tokenizer
+        layout=layout,
+        group=dist.cpu_group,
     )
 
 

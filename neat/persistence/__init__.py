@@ -1,4 +1,5 @@
-"""Checkpoints and RNG state: atomic, verified by sha256, loaded without pickle, migrated
+"""Checkpoints and RNG state: atomic, verified by sha256, loaded without pickle (except the
+index of a sharded DCP checkpoint, PyTorch's format: see neat.persistence.sharded), migrated
 from older key layouts; and cleanup."""
 
 from neat.persistence.checkpointer import (

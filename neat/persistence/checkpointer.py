@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import torch
@@ -31,6 +31,7 @@ from neat.persistence import files
 from neat.persistence.compat import check_tokenizer_matches
 from neat.persistence.manifest import (
     FORMAT_VERSION,
+    FORMATS,
     MODEL_FILE,
     OPTIMIZER_JSON,
     OPTIMIZER_TENSORS,
@@ -50,6 +51,7 @@ from neat.persistence.manifest import (
 )
 from neat.persistence.migrations import migrator_for
 from neat.persistence.rng import check_rng_states
+from neat.persistence.sharded import load_sharded, save_sharded
 from neat.persistence.tensors import load_model, load_optimizer, save_model, save_optimizer
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 _REPLACED_PREFIX = f"{TMP_PREFIX}replaced-"
 _RESERVED = {STATE_FILE, MODEL_FILE, OPTIMIZER_TENSORS, OPTIMIZER_JSON}
@@ -81,7 +84,11 @@ class Checkpointer:
 
     In multi-process training every rank calls `save` (gathering a sharded model is a
     collective) but only the one built with `writer=True` (rank 0) touches the disk; the
-    others return the path it writes.
+    others return the path it writes. With `layout="dcp"` every rank writes its own shards
+    (neat.persistence.sharded) into the staging directory rank 0 made, and rank 0 alone
+    writes state.json (every rank's files with their sha256) and renames it into place:
+    the same atomicity, no rank gathering the model. `group` (a gloo group under torchrun)
+    carries the small agreements that needs.
 
     `tokenizer` (the run's) is compared with a checkpoint's own before a resume: a run
     continued with another mapping of token ids would train on garbage without a word.
@@ -94,9 +101,15 @@ class Checkpointer:
         metadata: Mapping[str, Any] | None = None,
         writer: bool = True,
         tokenizer: ITokenizer | None = None,
+        layout: str = "safetensors",
+        group: Any = None,
     ) -> None:
         if keep_last < 1:
             raise ConfigError(f"checkpoint keep_last must be at least 1, got {keep_last}")
+        if layout not in FORMATS:
+            raise ConfigError(f"checkpoint.format: unknown format {layout!r}; use {FORMATS}")
+        self.layout = layout
+        self.group = group
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.metadata = dict(metadata) if metadata is not None else None
@@ -118,6 +131,8 @@ class Checkpointer:
         extra_files: Mapping[str, Path] | None = None,
     ) -> Path:
         """Write `step_<state.step>/` atomically, apply retention, return its path."""
+        if self.layout == "dcp":
+            return self._save_sharded(state, model, optimizer, extra_files or {})
         if not self.writer:
             save_model(model, None)
             if optimizer is not None:
@@ -147,6 +162,71 @@ class Checkpointer:
             "checkpoint_saved",
             path=str(final),
             step=state.step,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return final
+
+    def _save_sharded(
+        self,
+        state: TrainState,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        extra_files: Mapping[str, Path],
+    ) -> Path:
+        """checkpoint.format dcp: rank 0 makes the staging directory and tells the others
+        its name, every rank writes its shards there and hashes them, rank 0 collects the
+        hashes, writes state.json last and publishes. A failure on any rank fails them all
+        (DCP's own collectives, then the hash gather) and leaves only a .tmp- directory."""
+        started = time.perf_counter()
+        final = self.directory / f"{STEP_PREFIX}{state.step}"
+        tmp: Path | None = None
+        failure: str | None = None
+        if self.writer:
+            tmp = self.directory / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
+            try:
+                with self._disk_errors(final):
+                    if not self.directory.is_dir():
+                        self.directory.mkdir(parents=True, exist_ok=True)
+                        fsync_dir(self.directory.parent)
+                    if not self._swept:
+                        self._sweep_leftovers()
+                    files.remove_tree_quietly(tmp)
+                    tmp.mkdir()
+            except CheckpointError as exc:
+                failure = str(exc)
+        where, failure = _from_rank_zero((str(tmp) if tmp else "", failure), self.group)
+        if failure is not None:
+            raise CheckpointError(failure)
+        tmp = Path(where)
+        try:
+            with self._disk_errors(final):
+                hashes = save_sharded(model, optimizer, tmp)
+            every = _gathered(hashes, self.group)
+            if not self.writer:
+                return final
+            with self._disk_errors(final):
+                names = [name for part in every for name in part]
+                self._seal(
+                    tmp,
+                    state,
+                    names,
+                    extra_files,
+                    shards=every,
+                    sharded_optimizer=optimizer is not None,
+                )
+                self._publish(tmp, final)
+        except BaseException:
+            if self.writer:
+                files.remove_tree_quietly(tmp)
+            raise
+        self._parent = final.name
+        self._known_complete[final.name] = (final / STATE_FILE).stat().st_mtime_ns
+        self._apply_retention(final)
+        log.debug(
+            "checkpoint_saved",
+            path=str(final),
+            step=state.step,
+            format="dcp",
             seconds=round(time.perf_counter() - started, 3),
         )
         return final
@@ -196,9 +276,16 @@ class Checkpointer:
         path = Path(path)
         meta = read_checkpoint_meta(path)
         state_path = path / STATE_FILE
+        sharded = meta.get("format") == "dcp"
         if optimizer is not None:  # a resume: the training state must all be there
             check_training_fields(meta, path)
-            if OPTIMIZER_TENSORS not in meta["files"] or OPTIMIZER_JSON not in meta["files"]:
+            if sharded:
+                has_optimizer = bool(meta.get("dcp", {}).get("optimizer"))
+            else:
+                has_optimizer = OPTIMIZER_TENSORS in meta["files"] and (
+                    OPTIMIZER_JSON in meta["files"]
+                )
+            if not has_optimizer:
                 raise CheckpointError(
                     f"checkpoint {path} holds no optimizer state; load it without an optimizer "
                     "(e.g. for evaluation, or as model.init_from) or resume from a checkpoint "
@@ -215,12 +302,17 @@ class Checkpointer:
                 "migrated on load but its optimizer state (keyed by parameter order) is not; "
                 "load it without an optimizer, e.g. as model.init_from"
             )
-        migrate = migrator_for(version, str(path))
         reason = self._mismatch_reason(meta)
-        aliases = meta.get("tensor_aliases", {})
-        load_model(model, path / MODEL_FILE, aliases, reason, migrate)
+        if sharded:  # every rank reads its own shards, resharded to this world size
+            load_sharded(model, optimizer, path, reason)
+        else:
+            migrate = migrator_for(version, str(path))
+            aliases = meta.get("tensor_aliases", {})
+            load_model(model, path / MODEL_FILE, aliases, reason, migrate)
+            if optimizer is not None:
+                skeleton = _read_json(path / OPTIMIZER_JSON)
+                load_optimizer(optimizer, skeleton, path / OPTIMIZER_TENSORS)
         if optimizer is not None:
-            load_optimizer(optimizer, _read_json(path / OPTIMIZER_JSON), path / OPTIMIZER_TENSORS)
             self._warn_config_changes(meta, path)
             self._parent = path.name if path.parent == self.directory else str(path)
         log.info("checkpoint_loaded", path=str(path), step=meta.get("step", 0))
@@ -264,12 +356,31 @@ class Checkpointer:
         if optimizer is not None:
             save_optimizer(optimizer, tmp / OPTIMIZER_TENSORS, tmp / OPTIMIZER_JSON)
             written += [OPTIMIZER_TENSORS, OPTIMIZER_JSON]
+        self._seal(tmp, state, written, extra_files, aliases=aliases)
+
+    def _seal(
+        self,
+        tmp: Path,
+        state: TrainState,
+        written: list[str],
+        extra_files: Mapping[str, Path],
+        aliases: dict[str, str] | None = None,
+        shards: list[dict[str, str]] | None = None,
+        sharded_optimizer: bool = False,
+    ) -> None:
+        """Copy the extra files, hash what is not hashed yet, write state.json last.
+        `shards`: each rank's {file: sha256} of a DCP save (already fsynced and hashed)."""
+        written = list(written)
         for name, source in extra_files.items():
             _check_extra_name(name)
             files.copy_file(Path(source), tmp / name)
             written.append(name)
+        known = {name: digest for part in shards or [] for name, digest in part.items()}
         hashes = {}
         for name in written:
+            if name in known:
+                hashes[name] = known[name]
+                continue
             fsync_file(tmp / name)
             hashes[name] = sha256_file(tmp / name)
         manifest = {
@@ -286,9 +397,13 @@ class Checkpointer:
             "torch_version": torch.__version__,
             "save_seq": self._next_seq(),
             "parent": self._parent,
-            "tensor_aliases": aliases,
             "files": hashes,
         }
+        if shards is None:
+            manifest["tensor_aliases"] = aliases or {}
+        else:
+            manifest["format"] = "dcp"
+            manifest["dcp"] = {"world_size": len(shards), "optimizer": sharded_optimizer}
         try:
             sealed = seal_state(manifest)
         except (TypeError, ValueError) as exc:
@@ -378,6 +493,28 @@ class Checkpointer:
             return reason
         diffs = config_differences(saved, self.metadata)
         return f"{reason} ({'; '.join(diffs[:5])})" if diffs else reason
+
+
+def _from_rank_zero(value: T, group: Any) -> T:
+    """Rank 0's `value` on every rank of `group` (itself without a process group)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
+
+
+def _gathered(value: T, group: Any) -> list[T]:
+    """Every rank's `value`, in rank order (a list of one without a process group)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return [value]
+    every: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(every, value, group=group)
+    return every
 
 
 def _restore_replaced(path: Path) -> bool:

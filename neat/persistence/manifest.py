@@ -28,6 +28,8 @@ from neat.files import sha256_file
 __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
+    "DCP_DIR",
+    "DCP_METADATA",
     "FORMAT_VERSION",
     "LOCK_FILE",
     "OLDEST_FORMAT_VERSION",
@@ -61,6 +63,11 @@ STEP_PREFIX = "step_"
 TMP_PREFIX = ".tmp-"
 CHECKPOINTS_DIR = "checkpoints"
 LOCK_FILE = ".lock"  # in a run directory: held by the process training in it
+# checkpoint.format: dcp keeps the tensors in a `dcp/` folder of per-rank shards instead of
+# model.safetensors (neat.persistence.sharded); state.json says so under "format".
+DCP_DIR = "dcp"
+DCP_METADATA = f"{DCP_DIR}/.metadata"  # DCP's index, written last by its coordinator (rank 0)
+FORMATS = ("safetensors", "dcp")
 STATE_DIGEST = "state_sha256"  # state.json's digest of its own canonical content
 
 _STEP_NAME = re.compile(rf"{STEP_PREFIX}(\d+)")
@@ -306,6 +313,7 @@ _OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {
     "save_seq": int,
     "parent": (str, type(None)),
     STATE_DIGEST: str,
+    "format": str,
 }
 
 
@@ -321,18 +329,34 @@ def _check_fields(meta: Mapping[str, Any], state_path: Path, hint: str) -> None:
                 f"checkpoint file {state_path} has an invalid {key!r} "
                 f"({type(meta[key]).__name__}); {hint}"
             )
-    if MODEL_FILE not in files:
-        raise CheckpointError(f"checkpoint file {state_path} lists no {MODEL_FILE}; {hint}")
+    layout = meta.get("format", "safetensors")
+    if layout not in FORMATS:
+        raise CheckpointError(
+            f"checkpoint file {state_path} has the unknown format {layout!r}; it was written "
+            "by a newer neat: upgrade neat to load it"
+        )
+    index = DCP_METADATA if layout == "dcp" else MODEL_FILE
+    if index not in files:
+        raise CheckpointError(f"checkpoint file {state_path} lists no {index}; {hint}")
     for name, digest in files.items():
-        # Only plain names: a state.json must not point the loader at files elsewhere.
-        plain = bool(name) and Path(name).name == name and name not in {".", "..", STATE_FILE}
-        if not plain or not isinstance(digest, str):
+        if not _listable(name, sharded=layout == "dcp") or not isinstance(digest, str):
             raise CheckpointError(f"checkpoint file {state_path} lists an invalid file {name!r}")
     for alias, stored in meta.get("tensor_aliases", {}).items():
         if not isinstance(stored, str):
             raise CheckpointError(
                 f"checkpoint file {state_path} has an invalid tensor alias {alias!r}; {hint}"
             )
+
+
+def _listable(name: Any, sharded: bool) -> bool:
+    """Only plain names (and, in a DCP checkpoint, plain names in its dcp/ folder): a
+    state.json must not point the loader at files elsewhere."""
+    if not isinstance(name, str) or not name:
+        return False
+    folder, _, rest = name.rpartition("/")
+    if folder and not (sharded and folder == DCP_DIR):
+        return False
+    return Path(rest).name == rest and rest not in {"", ".", "..", STATE_FILE}
 
 
 def check_training_fields(meta: Mapping[str, Any], path: Path) -> None:

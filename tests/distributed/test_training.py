@@ -212,7 +212,8 @@ def test_one_process_continues_a_two_process_checkpoint(runs: Runs) -> None:
 
 
 def test_fsdp_trains_like_ddp_and_reads_and_writes_the_same_checkpoints(runs: Runs) -> None:
-    args = ("-c", str(runs.config), "--set", "training.distributed=fsdp", "--run-dir")
+    args = ("-c", str(runs.config), "--set", "training.distributed=fsdp")
+    args = (*args, "--set", "checkpoint.format=safetensors", "--run-dir")  # auto: dcp
     fresh = runs.work / "fsdp"
     torchrun(*args, str(fresh), cwd=runs.work)
     assert_close_curves(losses(fresh), losses(runs.two), range(1, 21))
