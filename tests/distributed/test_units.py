@@ -3,6 +3,8 @@ per-rank share of a global batch, and per-rank checkpoint state."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 from neat.data import BatchSampler
 from neat.errors import CheckpointError, ConfigError
+from neat.files import sha256_file
 from neat.training.distributed import (
     DistInfo,
     check_batch_divides,
@@ -88,3 +91,36 @@ def test_state_for_each_rank_and_for_another_world_size() -> None:
         state_for_this_rank(private, four, "data positions")
     with pytest.raises(CheckpointError, match="malformed"):
         state_for_this_rank({"world_size": 2, "ranks": "x"}, four, "data positions")
+
+
+def test_a_dcp_state_file_may_list_only_its_own_shard_folder(tmp_path: Path) -> None:
+    """state.json of checkpoint.format dcp lists `dcp/<file>`; nothing may point elsewhere,
+    and a safetensors checkpoint keeps to plain names."""
+    import json
+
+    from neat.persistence.manifest import is_complete, read_checkpoint_meta, seal_state
+
+    def checkpoint(files: dict[str, str], **meta: object) -> Path:
+        path = tmp_path / f"step_{len(list(tmp_path.iterdir()))}"
+        (path / "dcp").mkdir(parents=True)
+        hashes = {}
+        for name, text in files.items():
+            (path / name).write_text(text)
+            hashes[name] = sha256_file(path / name)
+        state = seal_state({"format_version": 1, "files": hashes, **meta})
+        (path / "state.json").write_text(json.dumps(state))
+        return path
+
+    shards = {"dcp/.metadata": "index", "dcp/__0_0.distcp": "a", "dcp/__1_0.distcp": "b"}
+    good = checkpoint(shards, format="dcp")
+    assert read_checkpoint_meta(good)["format"] == "dcp"
+    with pytest.raises(CheckpointError, match=r"lists no model\.safetensors"):
+        read_checkpoint_meta(checkpoint(shards))  # the same files, claimed as safetensors
+    with pytest.raises(CheckpointError, match=r"lists no dcp/\.metadata"):
+        read_checkpoint_meta(checkpoint({"dcp/__0_0.distcp": "a"}, format="dcp"))
+    with pytest.raises(CheckpointError, match="invalid file"):
+        read_checkpoint_meta(checkpoint({**shards, "dcp/../model.safetensors": "x"}, format="dcp"))
+    with pytest.raises(CheckpointError, match="newer neat"):
+        read_checkpoint_meta(checkpoint(shards, format="zarr"))
+    (good / "dcp/__1_0.distcp").write_text("B")  # a shard rewritten after the save
+    assert not is_complete(good)
