@@ -124,3 +124,45 @@ def test_a_dcp_state_file_may_list_only_its_own_shard_folder(tmp_path: Path) -> 
         read_checkpoint_meta(checkpoint(shards, format="zarr"))
     (good / "dcp/__1_0.distcp").write_text("B")  # a shard rewritten after the save
     assert not is_complete(good)
+
+
+def test_a_failed_dcp_save_leaves_only_the_checkpoints_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One process, checkpoint.format dcp: a save that dies after writing a shard leaves no
+    step_N and no staging folder; the one before still loads, bit for bit."""
+    import neat.persistence.checkpointer as checkpointer_module
+    from neat.interfaces.records import TrainState
+    from neat.persistence import Checkpointer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(3, 4)).sum().backward()
+    optimizer.step()
+    saver = Checkpointer(tmp_path / "checkpoints", layout="dcp")
+    first = saver.save(TrainState(step=1), model, optimizer)
+    assert sorted(p.name for p in (first / "dcp").iterdir()) == [".metadata", "__0_0.distcp"]
+
+    def dies(model: nn.Module, optimizer: object, checkpoint: Path) -> dict[str, str]:
+        (checkpoint / "dcp").mkdir()
+        (checkpoint / "dcp/__0_0.distcp").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpointer_module, "save_sharded", dies)
+    with pytest.raises(CheckpointError, match="no space left to save checkpoint step_2"):
+        saver.save(TrainState(step=2), model, optimizer)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_1"]
+
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    state = Checkpointer(tmp_path / "checkpoints").load(
+        saver.latest() or first, fresh, fresh_optimizer
+    )
+    assert state.step == 1
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
+    )
+    saved, loaded = optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]
+    assert all(torch.equal(saved[0][k], loaded[0][k]) for k in ("exp_avg", "exp_avg_sq", "step"))
