@@ -108,25 +108,24 @@ def doc2query_pairs(
 def filter_queries(
     queries: Iterable[str], chunk_text: str, memorised: Collection[str] = ()
 ) -> list[str]:
-    """Queries worth training on, each once: stripped, of two words or more, not a verbatim
-    copy of more than `MAX_COPY_WORDS` words of the chunk (any case, any spacing), not one of
-    the `memorised` training queries (casefolded: a small LM repeats those for passages they
-    do not fit), and grounded: at least `MIN_GROUNDED` of its words occur in the chunk (the
-    hallucinated queries that Gospodinov et al. 2023, "Doc2Query--: When Less is More",
-    found to hurt retrieval)."""
+    """Queries worth training on, each once: stripped; of two words or more (punctuation and
+    markup are no words); not a verbatim copy of more than `MAX_COPY_WORDS` words of the chunk
+    (any case, any spacing); not one of the `memorised` training queries, casefolded (a small
+    LM repeats those for passages they do not fit); and grounded: at least `MIN_GROUNDED` of
+    its words occur in the chunk (Gospodinov et al. 2023, "Doc2Query--: When Less is More",
+    found hallucinated queries hurt retrieval)."""
     flat = " ".join(chunk_text.split()).casefold()
     vocabulary = set(_WORD.findall(flat))
     kept: dict[str, None] = {}
     for query in queries:
         query = " ".join(query.replace("\ufffd", " ").split())  # a character cut at the end
-        words = len(query.split())
         folded = query.casefold()
-        if words < MIN_QUERY_WORDS or folded in memorised:
+        terms = _WORD.findall(folded)  # words of letters or digits: "The `" is one
+        if len(terms) < MIN_QUERY_WORDS or folded in memorised:
             continue
-        if words > MAX_COPY_WORDS and folded in flat:
+        if len(query.split()) > MAX_COPY_WORDS and folded in flat:
             continue
-        terms = _WORD.findall(folded)
-        if not terms or sum(t in vocabulary for t in terms) < MIN_GROUNDED * len(terms):
+        if sum(t in vocabulary for t in terms) < MIN_GROUNDED * len(terms):
             continue
         kept.setdefault(query, None)
     return list(kept)

@@ -133,6 +133,7 @@ def test_filter_drops_copies_one_word_memorised_ungrounded_and_repeats() -> None
     generated = [
         "  Where the fox runs ",
         "fox",  # one word
+        "The `",  # one word and a backtick
         "",
         "   ",
         "the quick brown fox jumps over the lazy dog and runs",  # a copy across a line break
