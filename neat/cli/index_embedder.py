@@ -45,6 +45,12 @@ from neat.cli.common import db_option, user_errors
     help="Fine-tune this local sentence-transformers folder instead of training neat's own "
     "encoder from scratch; the result is also saved as one under OUT/sentence-transformer.",
 )
+@click.option(
+    "--doc2query",
+    is_flag=True,
+    help="Also train a small LM on the heading pairs and add a query it writes for every "
+    "training chunk (doc2query); the LM's run is kept under OUT/doc2query.",
+)
 @click.option("--resume", metavar="auto|PATH", help="Continue the run (auto: OUT/run's newest).")
 @click.pass_context
 @user_errors
@@ -57,6 +63,7 @@ def train_embedder(
     seed: int,
     overrides: tuple[str, ...],
     sentence_transformer: Path | None,
+    doc2query: bool,
     resume: str | None,
 ) -> None:
     """Train a retriever on the indexed documents alone (no labels, no download); then set
@@ -80,7 +87,13 @@ def train_embedder(
         )
     out = out or db.parent / "embedder"
     prepared = prepare_embedder_run(
-        db, out, seed=seed, max_steps=steps, sentence_transformer=sentence_transformer
+        db,
+        out,
+        seed=seed,
+        max_steps=steps,
+        sentence_transformer=sentence_transformer,
+        doc2query=doc2query,
+        console=ctx.obj["console"],
     )
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(prepared.pairs.items()))
     click.echo(

@@ -21,6 +21,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,7 @@ __all__ = [
     "build_pairs",
     "code_pairs",
     "heading_pairs",
+    "index_view",
     "mine_hard_negatives",
     "pairs_from_index",
     "read_pairs",
@@ -184,22 +186,43 @@ def mine_hard_negatives(
     return mined
 
 
-def pairs_from_index(
-    db: Path, *, seed: int = 0, negatives: int = 1, depth: int = 10
-) -> list[TrainingPair]:
-    """Every pair the index's chunks give, each with `negatives` BM25 hard negatives."""
+@dataclass(frozen=True)
+class IndexView:
+    """What pairs are made from: the index's chunks, their passages, and its BM25 search
+    (`search(query, k)` gives chunk ids, best first)."""
+
+    chunks: list[PassageChunk]
+    passages: dict[int, str]
+    search: Callable[[str, int], list[int]]
+
+    def with_negatives(
+        self, pairs: Sequence[TrainingPair], negatives: int, depth: int = 10
+    ) -> list[TrainingPair]:
+        return mine_hard_negatives(
+            pairs, self.search, self.passages, per_pair=negatives, depth=depth
+        )
+
+
+@contextmanager
+def index_view(db: Path) -> Iterator[IndexView]:
     store = IndexStore(db)
     try:
         chunks = [PassageChunk(r.id, r.heading_path, r.text) for r in store.file_chunks()]
-        passages = {c.id: search_text(c.heading_path, c.text) for c in chunks}
 
         def search(query: str, k: int) -> list[int]:
             return [i for i, _, _ in store.search_bm25(query, k, snippets=False)]
 
-        pairs = build_pairs(chunks, seed=seed)
-        return mine_hard_negatives(pairs, search, passages, per_pair=negatives, depth=depth)
+        yield IndexView(chunks, {c.id: search_text(c.heading_path, c.text) for c in chunks}, search)
     finally:
         store.close()
+
+
+def pairs_from_index(
+    db: Path, *, seed: int = 0, negatives: int = 1, depth: int = 10
+) -> list[TrainingPair]:
+    """Every pair the index's chunks give, each with `negatives` BM25 hard negatives."""
+    with index_view(db) as view:
+        return view.with_negatives(build_pairs(view.chunks, seed=seed), negatives, depth)
 
 
 def write_pairs(pairs: Iterable[TrainingPair], path: Path) -> int:

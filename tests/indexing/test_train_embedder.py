@@ -146,3 +146,15 @@ def test_padding_rows_and_missing_negatives_do_not_change_the_loss() -> None:
     wider = torch.full((2, 2, 5), pad)
     wider[:, 0, :3] = own[:, 0]
     assert torch.allclose(model(queries, wider)["loss"], base, atol=1e-6)
+
+
+def test_doc2query_with_too_few_headings_trains_on_the_other_pairs(
+    db: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "d2q"
+    args = ["index", "train-embedder", "--db", str(db), "--out", str(out), "--steps", "3"]
+    result = CliRunner().invoke(cli, [*args, "--doc2query", *SMALL])
+    assert result.exit_code == 0, result.output
+    kinds = {json.loads(line)["kind"] for line in (out / "pairs" / "train.jsonl").open()}
+    assert "doc2query" not in kinds and "sentence" in kinds  # three chapters: < 32 headings
+    assert not any((out / "doc2query").glob("run-*"))  # no query LM was trained
