@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "di": 4,
     "inference": 4,
     "experts": 4,
+    "doc2query": 4,
     "visual_thoughts": 4,
     "dispatch": 4,
     "export": 4,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -71,6 +72,7 @@ def train_embedder(
     from neat.config import load_config
     from neat.config.indexing import IndexingConfig
     from neat.di import build_container
+    from neat.doc2query import generated_pairs
     from neat.errors import ConfigError
     from neat.indexing.train_embedder import (
         SENTENCE_TRANSFORMER_DIR,
@@ -92,8 +94,11 @@ def train_embedder(
         seed=seed,
         max_steps=steps,
         sentence_transformer=sentence_transformer,
-        doc2query=doc2query,
-        console=ctx.obj["console"],
+        extra_pairs=partial(
+            generated_pairs, db, work=out / "doc2query", seed=seed, console=ctx.obj["console"]
+        )
+        if doc2query
+        else None,
     )
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(prepared.pairs.items()))
     click.echo(

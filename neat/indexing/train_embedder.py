@@ -10,14 +10,14 @@ retrieval evaluator's figures are for passages the encoder never saw.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from neat.indexing.pairs import TrainingPair, index_view, pairs_from_index, write_pairs
+from neat.indexing.pairs import TrainingPair, pairs_from_index, write_pairs
 
 __all__ = [
     "EMBEDDER_CONFIG",
@@ -30,6 +30,8 @@ __all__ = [
 
 EMBEDDER_CONFIG = "embedder.yaml"
 RUN_DIR = "run"
+# more training pairs from the training and held-out pairs (the held-out chunks stay unseen)
+ExtraPairs = Callable[[Sequence[TrainingPair], Sequence[TrainingPair]], list[TrainingPair]]
 SENTENCE_TRANSFORMER_DIR = "sentence-transformer"  # a fine-tuned model, saved for any ST tool
 VAL_SHARE = 0.1  # of the chunks; their pairs are the evaluator's
 
@@ -114,9 +116,7 @@ def prepare_embedder_run(
     max_steps: int = 300,
     negatives: int = 1,
     sentence_transformer: Path | None = None,
-    doc2query: bool = False,
-    device: str = "auto",
-    console: Any = None,
+    extra_pairs: ExtraPairs | None = None,
 ) -> PreparedEmbedderRun:
     """Pairs and a config under `out`. An existing config is kept (the user's edits, and a
     run to resume); the pairs are rebuilt, which is deterministic for an unchanged index."""
@@ -136,10 +136,8 @@ def prepare_embedder_run(
             "more words, no prose sentences): index more documents with `neat index build`"
         )
     train, val = split_by_chunk(pairs, seed)
-    if doc2query:
-        train = train + generated_pairs(
-            db, train, val, out / "doc2query", seed, negatives, device, console
-        )
+    if extra_pairs is not None:  # doc2query (neat.doc2query): generated for training chunks
+        train = train + extra_pairs(train, val)
         random.Random(seed).shuffle(train)
     folder = out / "pairs"
     folder.mkdir(exist_ok=True)
@@ -200,24 +198,3 @@ def save_sentence_transformer(run_dir: Path, folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     scratch.replace(folder)
     return folder
-
-
-def generated_pairs(
-    db: Path,
-    train: Sequence[TrainingPair],
-    val: Sequence[TrainingPair],
-    work: Path,
-    seed: int,
-    negatives: int,
-    device: str,
-    console: Any = None,
-) -> list[TrainingPair]:
-    """doc2query pairs (`neat.indexing.doc2query`) for the training chunks, the query LM
-    trained on the training pairs' headings: the held-out chunks stay unseen."""
-    from neat.indexing.doc2query import doc2query_pairs
-
-    held = {p.chunk_id for p in val}
-    with index_view(db) as view:
-        chunks = [c for c in view.chunks if c.id not in held]
-        made = doc2query_pairs(chunks, train, work, seed=seed, device=device, console=console)
-        return view.with_negatives(made, negatives)

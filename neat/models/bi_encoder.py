@@ -12,7 +12,6 @@ fine-tuned with the same loss (neat.models.st_bi_encoder).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -22,8 +21,9 @@ from torch import nn
 
 from neat.config import ModelConfig, PathStr, register_component
 from neat.interfaces.contexts import ModelContext
+from neat.models.contrastive import contrastive_forward
 
-__all__ = ["BiEncoder", "BiEncoderConfig", "build_bi_encoder", "contrastive_forward"]
+__all__ = ["BiEncoder", "BiEncoderConfig", "build_bi_encoder"]
 
 
 class BiEncoderConfig(ModelConfig):
@@ -108,28 +108,6 @@ class BiEncoder(nn.Module):
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
     ) -> dict[str, Any]:
         return contrastive_forward(self.encode, input_ids, targets, self.pad_id, self.temperature)
-
-
-def contrastive_forward(
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    input_ids: torch.Tensor,
-    targets: torch.Tensor | None,
-    pad_id: int,
-    temperature: float,
-) -> dict[str, Any]:
-    """The queries' embeddings alone, or with `targets` (B, P, T) the InfoNCE of each query
-    over all B * P passages: row i's own passage is i * P; all-padding passages (missing
-    hard negatives) are masked."""
-    queries = encode(input_ids)
-    if targets is None:
-        return {"embeddings": queries}
-    batch, per_row, width = targets.shape
-    passages = encode(targets.reshape(batch * per_row, width))
-    logits = (queries @ passages.T) / temperature
-    empty = (targets == pad_id).all(-1).reshape(-1)
-    logits = logits.masked_fill(empty.unsqueeze(0), float("-inf"))
-    labels = torch.arange(batch, device=logits.device) * per_row
-    return {"loss": F.cross_entropy(logits.float(), labels), "logits": logits}
 
 
 def build_bi_encoder(cfg: BiEncoderConfig, ctx: ModelContext) -> nn.Module:

@@ -14,14 +14,17 @@ names it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neat.errors import ConfigError
-from neat.models.bi_encoder import BiEncoderConfig, contrastive_forward
+from neat.models.contrastive import contrastive_forward
+
+if TYPE_CHECKING:
+    from neat.models.bi_encoder import BiEncoderConfig
 
 __all__ = ["SentenceTransformerBiEncoder", "load_sentence_transformer"]
 
@@ -64,9 +67,9 @@ class SentenceTransformerBiEncoder(nn.Module):
         # the saved folder then cuts texts where training did
         self.st.max_seq_length = min(cfg.block_size, int(self.st.max_seq_length))
         self.max_text_tokens = self.st.max_seq_length - specials
-        from neat.indexing.embedders import embedding_dim
-
-        self.embedding_dim = embedding_dim(self.st)
+        # sentence-transformers 6 renamed the accessor (and warns on the old name)
+        width = getattr(self.st, "get_embedding_dimension", None)
+        self.embedding_dim = int((width or self.st.get_sentence_embedding_dimension)())
         self.token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:

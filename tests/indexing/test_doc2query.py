@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from neat.indexing.doc2query import (
+from neat.doc2query import (
     DONE_MARKER,
     Doc2QueryRecipe,
     doc2query_pairs,

@@ -27,11 +27,17 @@ import torch
 import yaml
 from torch import nn
 
-from neat.indexing.pairs import PassageChunk, TrainingPair
+from neat.indexing.pairs import PassageChunk, TrainingPair, index_view
 from neat.indexing.records import search_text
 from neat.interfaces import ITokenizer
 
-__all__ = ["Doc2QueryRecipe", "doc2query_pairs", "filter_queries", "query_prompt"]
+__all__ = [
+    "Doc2QueryRecipe",
+    "doc2query_pairs",
+    "filter_queries",
+    "generated_pairs",
+    "query_prompt",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -332,3 +338,23 @@ def _stop_ids(tokenizer: ITokenizer) -> frozenset[int]:
     if tokenizer.eot_id is not None:
         stops.add(tokenizer.eot_id)
     return frozenset(stops)
+
+
+def generated_pairs(
+    db: Path,
+    train: Sequence[TrainingPair],
+    val: Sequence[TrainingPair],
+    *,
+    work: Path,
+    seed: int = 0,
+    negatives: int = 1,
+    device: str = "auto",
+    console: Any = None,
+) -> list[TrainingPair]:
+    """doc2query pairs for the training chunks, the query LM
+    trained on the training pairs' headings: the held-out chunks stay unseen."""
+    held = {p.chunk_id for p in val}
+    with index_view(db) as view:
+        chunks = [c for c in view.chunks if c.id not in held]
+        made = doc2query_pairs(chunks, train, work, seed=seed, device=device, console=console)
+        return view.with_negatives(made, negatives)
